@@ -1,0 +1,1 @@
+//! `rbuild run` containers: state under `<root>/containers/<id>/`, lifecycle, logs.

@@ -1,0 +1,2 @@
+//! Dockerfile text → typed AST with spans. Knows no images and reads no files but the
+//! Dockerfile and `.dockerignore`.

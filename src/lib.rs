@@ -1,0 +1,38 @@
+//! rbuild — a daemonless Dockerfile build engine with a content-addressed layer cache.
+//!
+//! # Modules (imports go one way: `dockerfile` ← `plan` ← `build` → `store`, `snapshot`,
+//! `sandbox`, `progress`; `cli` → everything)
+//!
+//! | module       | what it does |
+//! |--------------|--------------|
+//! | [`dockerfile`] | Dockerfile text → typed AST with spans; Docker's word expansion; `.dockerignore` |
+//! | [`plan`]       | AST → stage graph → cache keys; context file digests |
+//! | [`store`]      | content-addressed blobs, the OCI image layout, tags, the cache index |
+//! | [`snapshot`]   | unpacked layer trees, overlay mounts, diffs, deterministic tar layers |
+//! | [`sandbox`]    | run one process in an isolated rootfs (namespaces, pivot_root, mounts) |
+//! | [`build`]      | the scheduler: walks the graph, asks the cache, runs ops, assembles images |
+//! | [`container`]  | `rbuild run` containers: state, lifecycle, logs |
+//! | [`progress`]   | build events and their renderers (tty, plain, quiet) |
+//! | [`cli`]        | clap structs → one library call per command |
+//!
+//! # The store on disk
+//!
+//! ```text
+//! <root>/oci/              a valid OCI image layout: oci-layout, index.json (tags as
+//!                          org.opencontainers.image.ref.name), blobs/sha256/<hex>
+//! <root>/ingest/           blobs being written (temp → fsync → verify digest → rename)
+//! <root>/cache/            cache key → { layer descriptor, diff id, config change }
+//! <root>/snapshots/<id>/   unpacked trees of layers, reused as overlay lower dirs
+//! <root>/containers/<id>/  state of `rbuild run` containers
+//! <root>/tmp/
+//! ```
+
+pub mod build;
+pub mod cli;
+pub mod container;
+pub mod dockerfile;
+pub mod plan;
+pub mod progress;
+pub mod sandbox;
+pub mod snapshot;
+pub mod store;

@@ -1,0 +1,1 @@
+//! AST → stage graph → cache keys. Pure, except hashing context files.

@@ -1,0 +1,1 @@
+//! Unpacked layer trees, overlay mounts, diffs, and deterministic tar layers with OCI whiteouts.
