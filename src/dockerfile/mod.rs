@@ -10,6 +10,7 @@
 
 pub mod ast;
 pub mod directives;
+pub mod dump;
 pub mod error;
 pub mod parser;
 
