@@ -388,7 +388,7 @@ fn parse_line(cx: &Ctx, lg: &Logical, line: &str, base: usize) -> Result<Parsed,
             node.args = args;
             node.json = json;
         }
-        "env" | "label" => node.args = name_val(cx, args_text, &upper, args_pos)?,
+        "env" | "label" => node.args = name_val(cx, lg, args_text, args_off, &upper)?,
         "arg" => node.args = q_words(cx, args_text).into_iter().map(|(w, _)| w).collect(),
         "from" | "expose" => node.args = ws_words(cx, args_text),
         "healthcheck" => {
@@ -491,7 +491,8 @@ fn q_words(cx: &Ctx, text: &str) -> Vec<(String, usize)> {
 }
 
 /// ENV / LABEL: `key value...` (legacy) or `k=v k2=v2`, as (key, value, sep) triples.
-fn name_val(cx: &Ctx, text: &str, kw: &str, at: Position) -> Result<Vec<String>, ParseError> {
+fn name_val(cx: &Ctx, lg: &Logical, text: &str, base: usize, kw: &str) -> Result<Vec<String>, ParseError> {
+    let at = cx.at(lg, base);
     let words = q_words(cx, text);
     let Some((first, _)) = words.first() else {
         return Ok(Vec::new());
@@ -509,10 +510,10 @@ fn name_val(cx: &Ctx, text: &str, kw: &str, at: Position) -> Result<Vec<String>,
         return Ok(vec![key.to_string(), value.to_string(), String::new()]);
     }
     let mut out = Vec::new();
-    for (w, _) in &words {
+    for (w, off) in &words {
         let Some((k, v)) = w.split_once('=') else {
             return Err(cx.src.err(
-                at,
+                cx.at(lg, base + off),
                 format!("{kw} cannot find = in {w:?}: expected {kw} <key>=<value>..."),
             ));
         };
