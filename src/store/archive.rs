@@ -191,12 +191,14 @@ impl Store {
         let dir = tempfile::Builder::new().prefix("load-").tempdir_in(&tmp).at(&tmp)?;
         let mut files = HashMap::new();
         let mut links = HashMap::new();
-        let mut ar = tar::Archive::new(reader);
+        let mut ar = tar::Archive::new(Counting { inner: reader, count: 0 });
+        let mut last_end = 0u64;
         let not_tar = |e: io::Error| bad(format!("not a valid tar archive (truncated or corrupt?): {e}"));
         let mut n = 0usize;
         for entry in ar.entries().map_err(not_tar)? {
             let mut entry = entry.map_err(not_tar)?;
             n += 1;
+            last_end = entry.raw_file_position() + entry.size().div_ceil(512) * 512;
             let raw = entry.path_bytes().into_owned();
             let name = clean_path(&raw)
                 .map_err(|r| bad(format!("archive entry {:?}: {r}", String::from_utf8_lossy(&raw))))?;
@@ -227,6 +229,9 @@ impl Store {
         }
         if n == 0 {
             return Err(bad("not an image archive: empty, or not a tar file".into()));
+        }
+        if ar.into_inner().count < last_end + 512 {
+            return Err(bad("truncated archive (it ends without the tar end-of-archive marker)".into()));
         }
         Ok(Staged { _dir: dir, files, links, archive })
     }
@@ -562,6 +567,20 @@ fn append<W: Write>(tb: &mut tar::Builder<W>, name: &str, size: u64, data: impl 
 fn append_dir<W: Write>(tb: &mut tar::Builder<W>, name: &str) -> Result<()> {
     let mut h = header(tar::EntryType::Directory, 0, 0o755);
     tb.append_data(&mut h, name, io::empty()).at(Path::new(name))
+}
+
+/// Counts what is read through it.
+struct Counting<R> {
+    inner: R,
+    count: u64,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
 }
 
 /// Copies what is read through it into `out` (the import's gzip encoder).

@@ -53,6 +53,7 @@ fn through_symlink<'a>(path: &'a str, symlinks: &HashSet<String>) -> Option<&'a 
 /// Read a whole (uncompressed) layer tar, checking every entry; returns its digest.
 pub(crate) fn check_layer(r: impl Read, layer: &str) -> Result<LayerInfo, StoreError> {
     let mut hashing = HashingReader::new(r);
+    let mut last_end = 0u64;
     {
         let mut ar = tar::Archive::new(&mut hashing);
         let bad_tar = |e: std::io::Error| StoreError::BadArchive {
@@ -62,6 +63,7 @@ pub(crate) fn check_layer(r: impl Read, layer: &str) -> Result<LayerInfo, StoreE
         let mut symlinks: HashSet<String> = HashSet::new();
         for entry in ar.entries().map_err(bad_tar)? {
             let entry = entry.map_err(bad_tar)?;
+            last_end = entry.raw_file_position() + entry.size().div_ceil(512) * 512;
             let raw = entry.path_bytes();
             let shown = String::from_utf8_lossy(&raw).into_owned();
             let unsafe_entry =
@@ -85,6 +87,14 @@ pub(crate) fn check_layer(r: impl Read, layer: &str) -> Result<LayerInfo, StoreE
                 symlinks.remove(&path);
             }
         }
+    }
+    // The tar crate takes a clean EOF at a header boundary for the end; a real archive
+    // ends with a zero block, so a stream without one was cut short.
+    if hashing.bytes_read() < last_end + 512 {
+        return Err(StoreError::BadArchive {
+            file: format!("layer {layer}"),
+            reason: "truncated tar stream (no end-of-archive marker)".into(),
+        });
     }
     let (diff_id, size) = hashing.drain_and_finish().map_err(|e| StoreError::BadArchive {
         file: format!("layer {layer}"),
