@@ -10,8 +10,10 @@
 
 pub mod ast;
 pub mod directives;
+pub mod dockerignore;
 pub mod dump;
 pub mod error;
+pub mod expand;
 pub mod parser;
 
 use std::path::Path;
