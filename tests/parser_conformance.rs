@@ -84,6 +84,8 @@ fn positive_cases_dump_byte_identical() {
             Err(_) => {}
         }
     }
+    // The pass count is part of the test's output on purpose (`--nocapture` shows it).
+    #[allow(clippy::print_stderr)]
     eprintln!(
         "conformance: {passed}/{} positive dumps identical; {typed_ok} typed parses identical ({} expected typed rejects)",
         all.len(),

@@ -230,11 +230,11 @@ const KEYWORDS: &[&str] = &[
 
 /// Parse the whole file at the line level.
 pub fn parse_raw(text: &str, path: &Path) -> Result<RawDockerfile, ParseError> {
-    let (raw, _) = parse_lines(text, path)?;
-    Ok(raw)
+    let (directives, parsed) = parse_lines(text, path)?;
+    Ok(RawDockerfile { directives, nodes: parsed.into_iter().map(|p| p.node).collect() })
 }
 
-fn parse_lines(text: &str, path: &Path) -> Result<(RawDockerfile, Vec<Parsed>), ParseError> {
+fn parse_lines(text: &str, path: &Path) -> Result<(Directives, Vec<Parsed>), ParseError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let src = Src::new(text, path);
     let directives = directives::scan(text).map_err(|e| {
@@ -326,8 +326,7 @@ fn parse_lines(text: &str, path: &Path) -> Result<(RawDockerfile, Vec<Parsed>), 
         let p = src.pos(text.len());
         return Err(src.err(p, "file with no instructions: expected at least a FROM line".to_string()));
     }
-    let nodes = parsed.iter().map(|p| p.node.clone()).collect();
-    Ok((RawDockerfile { directives, nodes }, parsed))
+    Ok((directives, parsed))
 }
 
 /// Parse one logical line (or ONBUILD's rest): `line` starts at `base` in `lg.text`.
@@ -722,7 +721,7 @@ fn unquote_delimiter(raw: &str) -> Option<(String, bool)> {
 /// Parse a Dockerfile into stages of typed instructions.
 pub fn parse(text: &str, path: &Path) -> Result<Dockerfile, ParseError> {
     let stripped = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let (raw, parsed) = parse_lines(text, path)?;
+    let (directives, parsed) = parse_lines(text, path)?;
     let src = Src::new(stripped, path);
     let mut global_args = Vec::new();
     let mut stages: Vec<Stage> = Vec::new();
@@ -771,7 +770,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Dockerfile, ParseError> {
         let last = src.pos(stripped.len());
         return Err(src.err(last, "no FROM instruction: expected at least one FROM <image>".to_string()));
     }
-    Ok(Dockerfile { path: path.to_path_buf(), directives: raw.directives, global_args, stages })
+    Ok(Dockerfile { path: path.to_path_buf(), directives, global_args, stages })
 }
 
 #[derive(Clone, Copy, PartialEq)]
