@@ -86,11 +86,13 @@ fn positive_cases_dump_byte_identical() {
     }
     // The pass count is part of the test's output on purpose (`--nocapture` shows it).
     #[allow(clippy::print_stderr)]
-    eprintln!(
+    {
+        eprintln!(
         "conformance: {passed}/{} positive dumps identical; {typed_ok} typed parses identical ({} expected typed rejects)",
         all.len(),
         TYPED_REJECTS.len()
-    );
+        );
+    }
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
     assert_eq!(all.len(), 33, "the README promises 33 positive cases");
 }
