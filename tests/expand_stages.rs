@@ -631,3 +631,30 @@ fn duplicate_stage_names_warn_and_use_the_latest_before() {
     assert_eq!(text_of(expanded(&p, 2, 0)), "2");
     assert_eq!(p.stages.warnings.len(), 1, "{:?}", p.stages.warnings);
 }
+
+#[test]
+fn onbuild_triggers_of_a_base_stage_fire_in_the_child() {
+    let text = "FROM scratch AS base\nONBUILD ENV FROM_TRIGGER=yes\nONBUILD COPY --from=tools /t /t\nFROM scratch AS tools\nRUN true\nFROM base\nUSER $FROM_TRIGGER\n";
+    let p = plan(text, &amd64());
+    let child = &p.stages.stages[2];
+    assert_eq!(child.deps, [0, 1]);
+    assert_eq!(child.trigger_from, [vec![], vec![FromRef::Stage(1)]]);
+    assert_eq!(p.stages.order, [0, 1, 2]);
+    let scoped = p.scoped[2].as_ref().unwrap();
+    assert_eq!(scoped.triggers.len(), 2);
+    assert_eq!(
+        (scoped.triggers[0].index, scoped.triggers[0].span.start.line),
+        (0, 2)
+    );
+    assert_eq!(text_of(expanded(&p, 2, 0)), "yes");
+    // The base stage itself does not run its triggers.
+    assert!(p.scoped[0].as_ref().unwrap().triggers.is_empty());
+    assert_eq!(
+        p.scoped[0]
+            .as_ref()
+            .unwrap()
+            .final_scope
+            .get("FROM_TRIGGER"),
+        None
+    );
+}

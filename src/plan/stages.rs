@@ -247,6 +247,8 @@ pub struct StageInfo {
     /// For each instruction (same indexes as `Stage::instructions`), where its
     /// `COPY --from` or `RUN --mount=from=` read (in mount order for RUN).
     pub copy_from: Vec<Vec<FromRef>>,
+    /// The same for the ONBUILD triggers of the base stage (see [`ScopedStage::triggers`]).
+    pub trigger_from: Vec<Vec<FromRef>>,
 }
 
 impl StageInfo {
@@ -331,7 +333,7 @@ fn set_var<V>(list: &mut Vec<(String, V)>, key: &str, value: V) {
 /// One instruction with its scope and expanded arguments.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScopedInstruction {
-    /// Index in `Stage::instructions`.
+    /// Index in `Stage::instructions` (of the base stage, for a trigger).
     pub index: usize,
     /// Where it is.
     pub span: Span,
@@ -349,6 +351,10 @@ pub struct ScopedStage {
     pub index: usize,
     /// The scope at `FROM`.
     pub initial: Scope,
+    /// The ONBUILD triggers of the base stage, run first (BuildKit fires a stage's triggers
+    /// in the stages built `FROM` it). `index` and `span` point at the ONBUILD in the base
+    /// stage. Triggers of base *images* are the builder's: they live in the image config.
+    pub triggers: Vec<ScopedInstruction>,
     /// Every instruction after `FROM`, in order.
     pub instructions: Vec<ScopedInstruction>,
     /// The scope after the last instruction (what a stage built `FROM` this one starts with).
@@ -508,49 +514,21 @@ pub fn resolve_stages(df: &Dockerfile, opts: &StageOptions) -> Result<Stages, St
         if let Base::Stage(j) = base {
             deps.push(j);
         }
-        let mut copy_from = Vec::with_capacity(st.instructions.len());
         let current = st.name.clone().unwrap_or_else(|| format!("stage-{i}"));
+        let mut copy_from = Vec::with_capacity(st.instructions.len());
         for node in &st.instructions {
-            let mut refs = Vec::new();
-            match &node.instruction {
-                Instruction::Copy(c) => {
-                    if let Some(from) = &c.from {
-                        let unset = |_: &str| None;
-                        let same = expand_word(from, &unset, escape).ok().as_deref()
-                            == Some(from.as_str());
-                        if !same {
-                            return Err(error_at(
-                                &path,
-                                node.span(),
-                                format!("COPY --from={from}: variable expansion is not supported for --from; define a stage with `FROM ${{ARG}} AS name` using a global ARG and copy from that stage"),
-                            ));
-                        }
-                        refs.push(resolve_from(df, &path, node, from, i, &current, true)?);
-                    }
-                }
-                Instruction::Run(r) => {
-                    for m in &r.mounts {
-                        if let Mount::Bind {
-                            from: Some(from), ..
-                        }
-                        | Mount::Cache {
-                            from: Some(from), ..
-                        } = m
-                        {
-                            refs.push(resolve_from(df, &path, node, from, i, &current, false)?);
-                        }
-                    }
-                }
-                _ => {}
-            }
-            for r in &refs {
-                if let FromRef::Stage(j) = r {
-                    if !deps.contains(j) {
-                        deps.push(*j);
-                    }
-                }
-            }
+            let refs = instruction_refs(df, &path, node, &node.instruction, i, &current, escape)?;
+            add_deps(&mut deps, &refs);
             copy_from.push(refs);
+        }
+        // ONBUILD triggers of a base stage fire at the start of this stage.
+        let mut trigger_from = Vec::new();
+        if let Base::Stage(j) = base {
+            for (_, node, trigger) in triggers_of(df, j) {
+                let refs = instruction_refs(df, &path, node, trigger, i, &current, escape)?;
+                add_deps(&mut deps, &refs);
+                trigger_from.push(refs);
+            }
         }
         infos.push(StageInfo {
             index: i,
@@ -559,6 +537,7 @@ pub fn resolve_stages(df: &Dockerfile, opts: &StageOptions) -> Result<Stages, St
             platform,
             deps,
             copy_from,
+            trigger_from,
         });
     }
 
@@ -621,6 +600,73 @@ pub fn resolve_stages(df: &Dockerfile, opts: &StageOptions) -> Result<Stages, St
 
 fn lookup(list: &[(String, String)], name: &str) -> Option<String> {
     list.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+}
+
+fn add_deps(deps: &mut Vec<usize>, refs: &[FromRef]) {
+    for r in refs {
+        if let FromRef::Stage(j) = r {
+            if !deps.contains(j) {
+                deps.push(*j);
+            }
+        }
+    }
+}
+
+/// The ONBUILD triggers of stage `j`, in order: (instruction index, ONBUILD node, trigger).
+fn triggers_of(df: &Dockerfile, j: usize) -> Vec<(usize, &Node, &Instruction)> {
+    df.stages[j]
+        .instructions
+        .iter()
+        .enumerate()
+        .filter_map(|(idx, node)| match &node.instruction {
+            Instruction::Onbuild(o) => Some((idx, node, o.trigger.as_ref())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Where an instruction of stage `i` reads from: `COPY --from`, `RUN --mount=from=`.
+fn instruction_refs(
+    df: &Dockerfile,
+    path: &str,
+    node: &Node,
+    instruction: &Instruction,
+    i: usize,
+    current: &str,
+    escape: char,
+) -> Result<Vec<FromRef>, StageError> {
+    let mut refs = Vec::new();
+    match instruction {
+        Instruction::Copy(c) => {
+            if let Some(from) = &c.from {
+                let unset = |_: &str| None;
+                let same = expand_word(from, &unset, escape).ok().as_deref() == Some(from.as_str());
+                if !same {
+                    return Err(error_at(
+                        path,
+                        node.span(),
+                        format!("COPY --from={from}: variable expansion is not supported for --from; define a stage with `FROM ${{ARG}} AS name` using a global ARG and copy from that stage"),
+                    ));
+                }
+                refs.push(resolve_from(df, path, node, from, i, current, true)?);
+            }
+        }
+        Instruction::Run(r) => {
+            for m in &r.mounts {
+                if let Mount::Bind {
+                    from: Some(from), ..
+                }
+                | Mount::Cache {
+                    from: Some(from), ..
+                } = m
+                {
+                    refs.push(resolve_from(df, path, node, from, i, current, false)?);
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(refs)
 }
 
 /// Resolves a `--from` value of an instruction in stage `current_index`.
@@ -756,44 +802,23 @@ impl Stages {
     ) -> Result<ScopedStage, StageError> {
         let st = &df.stages[i];
         let mut scope = initial.clone();
+        let mut triggers = Vec::new();
+        if let Base::Stage(j) = self.stages[i].base {
+            for (idx, node, trigger) in triggers_of(df, j) {
+                let before = scope.clone();
+                let expanded = self.apply(node, trigger, &mut scope)?;
+                triggers.push(ScopedInstruction {
+                    index: idx,
+                    span: node.span(),
+                    scope: before,
+                    expanded,
+                });
+            }
+        }
         let mut instructions = Vec::with_capacity(st.instructions.len());
         for (idx, node) in st.instructions.iter().enumerate() {
-            let keyword = node.instruction.keyword();
             let before = scope.clone();
-            let expanded = {
-                let look = before.lookup();
-                match &node.instruction {
-                    Instruction::Arg(args) => {
-                        let mut resolved = Vec::with_capacity(args.args.len());
-                        for decl in &args.args {
-                            let value = self.arg_value(decl, &scope, &self.path, node)?;
-                            if let Some(v) = &value {
-                                set_var(&mut scope.env, &decl.name, v.clone());
-                            }
-                            set_var(&mut scope.args, &decl.name, value.clone());
-                            resolved.push(ArgDecl {
-                                name: decl.name.clone(),
-                                default: value,
-                            });
-                        }
-                        Instruction::Arg(Args { args: resolved })
-                    }
-                    other => {
-                        let e =
-                            expand_instruction(other, &look, self.escape).map_err(|e| match e {
-                                InstrError::Expand(e) => expand_error(&self.path, node, keyword, e),
-                                InstrError::Other(m) => error_at(&self.path, node.span(), m),
-                            })?;
-                        if let Instruction::Env(kv) = &e {
-                            for KeyValue { key, value } in &kv.pairs {
-                                set_var(&mut scope.env, key, value.clone());
-                                set_var(&mut scope.image_env, key, value.clone());
-                            }
-                        }
-                        e
-                    }
-                }
-            };
+            let expanded = self.apply(node, &node.instruction, &mut scope)?;
             instructions.push(ScopedInstruction {
                 index: idx,
                 span: node.span(),
@@ -804,9 +829,49 @@ impl Stages {
         Ok(ScopedStage {
             index: i,
             initial,
+            triggers,
             instructions,
             final_scope: scope,
         })
+    }
+
+    /// Expands one instruction in `scope` and applies its effect (ENV, ARG) to it.
+    fn apply(
+        &self,
+        node: &Node,
+        instruction: &Instruction,
+        scope: &mut Scope,
+    ) -> Result<Instruction, StageError> {
+        if let Instruction::Arg(args) = instruction {
+            let mut resolved = Vec::with_capacity(args.args.len());
+            for decl in &args.args {
+                let value = self.arg_value(decl, scope, &self.path, node)?;
+                if let Some(v) = &value {
+                    set_var(&mut scope.env, &decl.name, v.clone());
+                }
+                set_var(&mut scope.args, &decl.name, value.clone());
+                resolved.push(ArgDecl {
+                    name: decl.name.clone(),
+                    default: value,
+                });
+            }
+            return Ok(Instruction::Arg(Args { args: resolved }));
+        }
+        let keyword = instruction.keyword();
+        let expanded = {
+            let look = scope.lookup();
+            expand_instruction(instruction, &look, self.escape).map_err(|e| match e {
+                InstrError::Expand(e) => expand_error(&self.path, node, keyword, e),
+                InstrError::Other(m) => error_at(&self.path, node.span(), m),
+            })?
+        };
+        if let Instruction::Env(kv) = &expanded {
+            for KeyValue { key, value } in &kv.pairs {
+                set_var(&mut scope.env, key, value.clone());
+                set_var(&mut scope.image_env, key, value.clone());
+            }
+        }
+        Ok(expanded)
     }
 
     /// The value a stage ARG takes: `--build-arg`, else its default expanded with the stage
