@@ -658,3 +658,59 @@ fn onbuild_triggers_of_a_base_stage_fire_in_the_child() {
         None
     );
 }
+
+/// The same rules through the real parser, with quotes, JSON forms and a backtick escape.
+#[test]
+fn real_parser_end_to_end() {
+    let text = r#"# escape=`
+ARG GO_VERSION=1.22
+ARG BASE="busybox:local"
+FROM ${BASE} AS build
+ARG GO_VERSION
+ENV GOPATH="/go path" `
+    VERSION=${GO_VERSION:-none}
+WORKDIR "$GOPATH/src"
+COPY ["a b", "$GOPATH/"]
+LABEL "org.example.version"="$VERSION" org.example.escaped=`$VERSION
+RUN echo "$GOPATH"
+
+FROM scratch
+COPY --from=build /go /go
+EXPOSE 8080/tcp "9090"
+"#;
+    let df = rbuild::dockerfile::parse(text, std::path::Path::new("Dockerfile"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let p = plan_stages(&df, &amd64(), &|r| {
+        assert_eq!(r, "busybox:local");
+        vec!["PATH=/bin".to_string()]
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.stages.stages[0].base, Base::Image("busybox:local".into()));
+    assert_eq!(p.stages.order, [0, 1]);
+    assert_eq!(
+        env_of(expanded(&p, 0, 1)),
+        [
+            ("GOPATH".into(), "/go path".into()),
+            ("VERSION".into(), "1.22".into())
+        ]
+    );
+    assert_eq!(text_of(expanded(&p, 0, 2)), "/go path/src");
+    match expanded(&p, 0, 3) {
+        Instruction::Copy(c) => {
+            assert_eq!(c.sources, [Source::Path("a b".into())]);
+            assert_eq!(c.dest, "/go path/");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        env_of(expanded(&p, 0, 4)),
+        [
+            ("org.example.version".into(), "1.22".into()),
+            ("org.example.escaped".into(), "$VERSION".into())
+        ]
+    );
+    match expanded(&p, 1, 1) {
+        Instruction::Expose(w) => assert_eq!(w.words, ["8080/tcp", "9090"]),
+        other => panic!("{other:?}"),
+    }
+}
