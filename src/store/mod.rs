@@ -47,7 +47,7 @@ pub mod reference;
 mod snapshots;
 pub mod types;
 
-pub use archive::{ArchiveFormat, LoadReport};
+pub use archive::{ArchiveFormat, LoadReport, LoadedImage};
 pub use blob::BlobWriter;
 pub use cache::CacheRecord;
 pub use digest::{Digest, HashingReader, HashingWriter, InvalidDigest};
