@@ -199,7 +199,8 @@ impl Store {
         let mut links = HashMap::new();
         let mut ar = tar::Archive::new(Counting { inner: reader, count: 0 });
         let mut last_end = 0u64;
-        let not_tar = |e: io::Error| bad(format!("not a valid tar archive (truncated or corrupt?): {e}"));
+        let not_tar =
+            |e: io::Error| bad(format!("not a valid tar archive (truncated or corrupt?): {}", super::one_line(&e.to_string())));
         let mut n = 0usize;
         for entry in ar.entries().map_err(not_tar)? {
             let mut entry = entry.map_err(not_tar)?;

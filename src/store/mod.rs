@@ -233,6 +233,17 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     sync_dir(dir)
 }
 
+/// An error text from a parser (the tar crate quotes raw header bytes) made safe for a
+/// one-line message: control characters become spaces, long texts are cut.
+pub(crate) fn one_line(s: &str) -> String {
+    let mut out: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    out = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    if out.chars().count() > 160 {
+        out = out.chars().take(160).collect::<String>() + "…";
+    }
+    out
+}
+
 /// fsync a directory so a rename in it survives a crash.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).at(dir)
