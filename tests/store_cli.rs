@@ -1,5 +1,6 @@
 //! The image commands end to end, through the binary, on a busybox:local store.
 
+#![allow(clippy::print_stderr)] // tests say why they skip
 mod common;
 
 use std::process::Command;
