@@ -7,24 +7,40 @@ mod common;
 use std::io::Write;
 
 use common::*;
-use rbuild::store::{media, CacheRecord, Descriptor, Digest, History, ImageConfig, Manifest, Reference, RootFs, Store};
+use rbuild::store::{
+    media, CacheRecord, Descriptor, Digest, History, ImageConfig, Manifest, Reference, RootFs,
+    Store,
+};
 
 fn blob_count(store: &Store) -> usize {
     std::fs::read_dir(store.blobs_dir()).unwrap().count()
 }
 
 fn ingest_empty(store: &Store) -> bool {
-    std::fs::read_dir(store.root().join("ingest")).unwrap().next().is_none()
+    std::fs::read_dir(store.root().join("ingest"))
+        .unwrap()
+        .next()
+        .is_none()
 }
 
 #[test]
 fn open_creates_a_valid_oci_layout() {
     let root = fresh_root();
     let store = Store::open(root.path()).unwrap();
-    for d in ["oci/blobs/sha256", "ingest", "cache", "snapshots", "containers", "tmp"] {
+    for d in [
+        "oci/blobs/sha256",
+        "ingest",
+        "cache",
+        "snapshots",
+        "containers",
+        "tmp",
+    ] {
         assert!(root.path().join(d).is_dir(), "{d}");
     }
-    assert_eq!(std::fs::read_to_string(root.path().join("oci/oci-layout")).unwrap(), r#"{"imageLayoutVersion":"1.0.0"}"#);
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("oci/oci-layout")).unwrap(),
+        r#"{"imageLayoutVersion":"1.0.0"}"#
+    );
     let index: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(store.index_path()).unwrap()).unwrap();
     assert_eq!(index["schemaVersion"], 2);
@@ -43,16 +59,25 @@ fn blob_writer_verifies_and_is_idempotent() {
 
     let mut w = store.blob_writer().unwrap();
     w.write_all(&data).unwrap();
-    let err = w.commit(Some(&Digest::of_bytes(b"other"))).unwrap_err().to_string();
+    let err = w
+        .commit(Some(&Digest::of_bytes(b"other")))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("digest mismatch"), "{err}");
     assert_eq!(blob_count(&store), 0);
     assert!(ingest_empty(&store));
 
     for _ in 0..2 {
-        let mut w = store.blob_writer().unwrap().media_type(media::OCI_LAYER_TAR);
+        let mut w = store
+            .blob_writer()
+            .unwrap()
+            .media_type(media::OCI_LAYER_TAR);
         w.write_all(&data).unwrap();
         let d = w.commit(Some(&want)).unwrap();
-        assert_eq!((d.digest.clone(), d.size, d.media_type.as_str()), (want.clone(), data.len() as u64, media::OCI_LAYER_TAR));
+        assert_eq!(
+            (d.digest.clone(), d.size, d.media_type.as_str()),
+            (want.clone(), data.len() as u64, media::OCI_LAYER_TAR)
+        );
     }
     assert_eq!(blob_count(&store), 1);
     assert!(ingest_empty(&store));
@@ -63,7 +88,11 @@ fn blob_writer_verifies_and_is_idempotent() {
     w.write_all(b"abandoned").unwrap();
     drop(w);
     assert!(ingest_empty(&store));
-    assert!(store.open_blob(&Digest::of_bytes(b"abandoned")).unwrap_err().to_string().contains("missing"));
+    assert!(store
+        .open_blob(&Digest::of_bytes(b"abandoned"))
+        .unwrap_err()
+        .to_string()
+        .contains("missing"));
 }
 
 /// Build an image by hand the way the builder does: layer blob, config, manifest, tag.
@@ -77,33 +106,63 @@ fn make_image(store: &Store, base: &str, files: &[(&str, &[u8])], tag: &str) -> 
         h.set_mtime(0);
         h.set_uid(0);
         h.set_gid(0);
-        h.set_entry_type(if name.starts_with("dev:") { tar::EntryType::Char } else { tar::EntryType::Regular });
-        b.append_data(&mut h, name.trim_start_matches("dev:"), *data).unwrap();
+        h.set_entry_type(if name.starts_with("dev:") {
+            tar::EntryType::Char
+        } else {
+            tar::EntryType::Regular
+        });
+        b.append_data(&mut h, name.trim_start_matches("dev:"), *data)
+            .unwrap();
     }
     let tar_bytes = b.into_inner().unwrap();
     let diff_id = Digest::of_bytes(&tar_bytes);
-    let mut gz = flate2::write::GzEncoder::new(store.blob_writer().unwrap().media_type(media::OCI_LAYER_GZIP), flate2::Compression::fast());
+    let mut gz = flate2::write::GzEncoder::new(
+        store
+            .blob_writer()
+            .unwrap()
+            .media_type(media::OCI_LAYER_GZIP),
+        flate2::Compression::fast(),
+    );
     gz.write_all(&tar_bytes).unwrap();
     let layer = gz.finish().unwrap().commit(None).unwrap();
     let mut config = base.config.clone();
     config.rootfs.diff_ids.push(diff_id);
-    config.history.push(History { created_by: Some(format!("test layer for {tag}")), ..History::default() });
+    config.history.push(History {
+        created_by: Some(format!("test layer for {tag}")),
+        ..History::default()
+    });
     let c = config.config.get_or_insert_with(Default::default);
-    c.healthcheck = Some(rbuild::store::HealthConfig { test: Some(vec!["CMD".into(), "true".into()]), ..Default::default() });
+    c.healthcheck = Some(rbuild::store::HealthConfig {
+        test: Some(vec!["CMD".into(), "true".into()]),
+        ..Default::default()
+    });
     c.shell = Some(vec!["/bin/sh".into(), "-ec".into()]);
     c.on_build = Some(vec!["RUN echo child".into()]);
     let config_desc = store.put_json_blob(media::OCI_CONFIG, &config).unwrap();
     let mut layers = base.manifest.layers.clone();
     layers.push(layer);
-    let manifest = store.put_json_blob(media::OCI_MANIFEST, &Manifest::new(config_desc, layers)).unwrap();
-    store.tag(&manifest, &Reference::parse(tag).unwrap()).unwrap();
+    let manifest = store
+        .put_json_blob(media::OCI_MANIFEST, &Manifest::new(config_desc, layers))
+        .unwrap();
+    store
+        .tag(&manifest, &Reference::parse(tag).unwrap())
+        .unwrap();
     manifest
 }
 
 #[test]
 fn images_built_through_the_api_keep_docker_fields_and_unpack_overlay_ready() {
     let (root, store) = store_with_busybox();
-    make_image(&store, "busybox:local", &[("bin/.wh.ls", b""), ("etc/.wh..wh..opq", b""), ("etc/hostname", b"x\n")], "app:1");
+    make_image(
+        &store,
+        "busybox:local",
+        &[
+            ("bin/.wh.ls", b""),
+            ("etc/.wh..wh..opq", b""),
+            ("etc/hostname", b"x\n"),
+        ],
+        "app:1",
+    );
     let img = store.resolve("app:1").unwrap();
     assert_eq!(img.tags, vec![Reference::parse("app:1").unwrap()]);
     let cfg = img.config.config.clone().unwrap();
@@ -113,7 +172,11 @@ fn images_built_through_the_api_keep_docker_fields_and_unpack_overlay_ready() {
     assert_eq!(img.config.config.unwrap().cmd.unwrap(), ["sh"]);
     // The raw config JSON has Docker's spelling.
     let raw = String::from_utf8(store.read_blob(&img.id).unwrap()).unwrap();
-    for key in [r#""Healthcheck":{"Test":["CMD","true"]}"#, r#""Shell":["/bin/sh","-ec"]"#, r#""OnBuild":["RUN echo child"]"#] {
+    for key in [
+        r#""Healthcheck":{"Test":["CMD","true"]}"#,
+        r#""Shell":["/bin/sh","-ec"]"#,
+        r#""OnBuild":["RUN echo child"]"#,
+    ] {
         assert!(raw.contains(key), "{key} in {raw}");
     }
 
@@ -121,7 +184,11 @@ fn images_built_through_the_api_keep_docker_fields_and_unpack_overlay_ready() {
     for (l, d) in img.manifest.layers.iter().zip(&img.config.rootfs.diff_ids) {
         let dir = store.ensure_unpacked(l, d).unwrap();
         assert_eq!(dir, store.snapshot_dir(d));
-        assert_eq!(store.ensure_unpacked(l, d).unwrap(), dir, "second call reuses the snapshot");
+        assert_eq!(
+            store.ensure_unpacked(l, d).unwrap(),
+            dir,
+            "second call reuses the snapshot"
+        );
         dirs.push(dir);
     }
     assert!(dirs[0].join("bin/busybox").is_file());
@@ -132,7 +199,10 @@ fn images_built_through_the_api_keep_docker_fields_and_unpack_overlay_ready() {
     if nix::unistd::geteuid().is_root() {
         use std::os::unix::fs::{FileTypeExt, MetadataExt};
         let wh = dirs[1].join("bin/ls").symlink_metadata().unwrap();
-        assert!(wh.file_type().is_char_device() && wh.rdev() == 0, "bin/ls is a 0/0 whiteout");
+        assert!(
+            wh.file_type().is_char_device() && wh.rdev() == 0,
+            "bin/ls is a 0/0 whiteout"
+        );
         let opq = xattr_get(&dirs[1].join("etc"), "trusted.overlay.opaque");
         assert_eq!(opq.as_deref(), Some(&b"y"[..]));
         overlay_shows_the_image(&dirs, root.path());
@@ -140,7 +210,10 @@ fn images_built_through_the_api_keep_docker_fields_and_unpack_overlay_ready() {
 
     // A wrong diff ID is refused and leaves no snapshot.
     let wrong = Digest::of_bytes(b"wrong");
-    let e = store.ensure_unpacked(&img.manifest.layers[1], &wrong).unwrap_err().to_string();
+    let e = store
+        .ensure_unpacked(&img.manifest.layers[1], &wrong)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("digest mismatch"), "{e}");
     assert!(!store.snapshot_dir(&wrong).exists());
     let leftovers: Vec<_> = std::fs::read_dir(root.path().join("snapshots"))
@@ -162,16 +235,30 @@ fn overlay_shows_the_image(dirs: &[std::path::PathBuf], root: &std::path::Path) 
     std::fs::create_dir_all(&merged).unwrap();
     let lower: Vec<String> = dirs.iter().rev().map(|d| d.display().to_string()).collect();
     let opts = format!("lowerdir={}", lower.join(":"));
-    if mount(Some("overlay"), &merged, Some("overlay"), MsFlags::MS_RDONLY, Some(opts.as_str())).is_err() {
+    if mount(
+        Some("overlay"),
+        &merged,
+        Some("overlay"),
+        MsFlags::MS_RDONLY,
+        Some(opts.as_str()),
+    )
+    .is_err()
+    {
         eprintln!("overlayfs not available; skipping the merged-view check");
         return;
     }
     let check = || {
         assert!(merged.join("bin/busybox").is_file());
         assert!(merged.join("bin/cat").symlink_metadata().is_ok());
-        assert!(merged.join("bin/ls").symlink_metadata().is_err(), "whited out");
+        assert!(
+            merged.join("bin/ls").symlink_metadata().is_err(),
+            "whited out"
+        );
         assert!(merged.join("etc/hostname").is_file());
-        assert!(!merged.join("etc/passwd").exists(), "opaque etc hides the base's files");
+        assert!(
+            !merged.join("etc/passwd").exists(),
+            "opaque etc hides the base's files"
+        );
     };
     let r = std::panic::catch_unwind(check);
     umount(&merged).unwrap();
@@ -198,7 +285,9 @@ fn cache_records_round_trip_and_keep_blobs_through_prune() {
     let key = "0123456789abcdef".repeat(4);
     store.cache_put(&key, &rec).unwrap();
     assert_eq!(store.cache_get(&key), Some(rec.clone()));
-    store.ensure_unpacked(&img.manifest.layers[1], &img.config.rootfs.diff_ids[1]).unwrap();
+    store
+        .ensure_unpacked(&img.manifest.layers[1], &img.config.rootfs.diff_ids[1])
+        .unwrap();
 
     // Untagged: manifest and config go, the cached layer and its snapshot stay.
     store.untag(&Reference::parse("tmp:1").unwrap()).unwrap();
@@ -213,11 +302,18 @@ fn cache_records_round_trip_and_keep_blobs_through_prune() {
     let report = store.prune(true).unwrap();
     assert_eq!(report.cache_records, 1);
     assert_eq!(report.blobs, vec![img.manifest.layers[1].digest.clone()]);
-    assert_eq!(report.snapshots, vec![img.config.rootfs.diff_ids[1].hex().to_string()]);
+    assert_eq!(
+        report.snapshots,
+        vec![img.config.rootfs.diff_ids[1].hex().to_string()]
+    );
     assert!(store.cache_get(&key).is_none());
     assert!(store.resolve("busybox:local").is_ok());
     let bb = store.resolve("busybox:local").unwrap();
-    for d in [&bb.id, &bb.manifest_desc.digest, &bb.manifest.layers[0].digest] {
+    for d in [
+        &bb.id,
+        &bb.manifest_desc.digest,
+        &bb.manifest.layers[0].digest,
+    ] {
         assert!(store.has_blob(d));
     }
     drop(root);
@@ -230,19 +326,40 @@ fn moving_a_tag_leaves_an_untagged_image_until_prune() {
     let b = make_image(&store, "busybox:local", &[("b", b"b")], "app:1");
     let images = store.list_images().unwrap();
     assert_eq!(images.len(), 3);
-    let old = images.iter().find(|i| i.manifest_desc.digest == a.digest).unwrap();
+    let old = images
+        .iter()
+        .find(|i| i.manifest_desc.digest == a.digest)
+        .unwrap();
     assert!(old.tags.is_empty(), "the old image is now dangling");
-    assert_eq!(store.resolve("app:1").unwrap().manifest_desc.digest, b.digest);
+    assert_eq!(
+        store.resolve("app:1").unwrap().manifest_desc.digest,
+        b.digest
+    );
     // Reachable by ID while it dangles.
-    assert_eq!(store.resolve(old.id.as_str()).unwrap().manifest_desc.digest, a.digest);
+    assert_eq!(
+        store.resolve(old.id.as_str()).unwrap().manifest_desc.digest,
+        a.digest
+    );
     // Tagging an untagged image removes its untagged entry.
     store.add_image(&a, &[]).unwrap();
-    store.tag(&a, &Reference::parse("app:old").unwrap()).unwrap();
+    store
+        .tag(&a, &Reference::parse("app:old").unwrap())
+        .unwrap();
     let index = store.read_index().unwrap();
-    assert_eq!(index.manifests.iter().filter(|d| d.digest == a.digest).count(), 1);
+    assert_eq!(
+        index
+            .manifests
+            .iter()
+            .filter(|d| d.digest == a.digest)
+            .count(),
+        1
+    );
     store.untag(&Reference::parse("app:old").unwrap()).unwrap();
     let report = store.prune(false).unwrap();
-    assert_eq!(report.untagged_images, 0, "untag removes the entry outright");
+    assert_eq!(
+        report.untagged_images, 0,
+        "untag removes the entry outright"
+    );
     assert!(!store.has_blob(&a.digest));
     assert!(store.has_blob(&b.digest));
 }
@@ -254,12 +371,19 @@ fn config_types_write_what_the_builder_needs() {
         architecture: "amd64".into(),
         os: "linux".into(),
         rootfs: RootFs::default(),
-        history: vec![History { created_by: Some("ENV A=1".into()), empty_layer: true, ..History::default() }],
+        history: vec![History {
+            created_by: Some("ENV A=1".into()),
+            empty_layer: true,
+            ..History::default()
+        }],
         ..ImageConfig::default()
     };
     let d = store.put_json_blob(media::OCI_CONFIG, &config).unwrap();
     let raw = String::from_utf8(store.read_blob(&d.digest).unwrap()).unwrap();
-    assert!(raw.contains(r#""empty_layer":true"#) && raw.contains(r#""diff_ids":[]"#), "{raw}");
+    assert!(
+        raw.contains(r#""empty_layer":true"#) && raw.contains(r#""diff_ids":[]"#),
+        "{raw}"
+    );
     let back: ImageConfig = store.read_json_blob(&d.digest).unwrap();
     assert_eq!(back, config);
 }
