@@ -480,3 +480,29 @@ fn helper_spawn_and_hang() {
     std::thread::sleep(std::time::Duration::from_secs(60));
     drop(sb);
 }
+
+#[test]
+fn overlay_with_many_long_layer_paths() {
+    // 70 layers with ~120-byte paths: the plain option string would exceed a page.
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let long = "l".repeat(100);
+    let mut lower = Vec::new();
+    for i in 0..70 {
+        let d = tmp.path().join(format!("{long}{i:03}"));
+        std::fs::create_dir_all(d.join("layers")).unwrap();
+        std::fs::write(d.join(format!("layers/{i}")), "").unwrap();
+        std::fs::write(d.join("layers/top"), format!("{i}")).unwrap();
+        lower.push(d);
+    }
+    lower.reverse(); // top first: layer 69 is on top
+    lower.push(f.root.clone());
+    let (upper, work) = (tmp.path().join("upper"), tmp.path().join("work"));
+    std::fs::create_dir(&upper).unwrap();
+    std::fs::create_dir(&work).unwrap();
+    let out = run_ok(&sh(
+        Rootfs::Overlay { lower, upper, work },
+        "ls /layers | wc -l; cat /layers/top",
+    ));
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["71", "69"]);
+}

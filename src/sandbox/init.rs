@@ -9,11 +9,13 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Component, Path, PathBuf};
 
+use nix::fcntl::OFlag;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Gid, Pid, Uid};
 use serde::{Deserialize, Serialize};
@@ -79,7 +81,7 @@ fn inherited_socket() -> Option<UnixStream> {
     if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
         return None;
     }
-    let fd = sys::own_inherited_fd(raw);
+    let fd = sys::own_fd(raw);
     let _ = nix::fcntl::fcntl(
         fd.as_raw_fd(),
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
@@ -498,6 +500,22 @@ fn setup_err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> ChildRe
     ChildReport::Setup(format!("{what}: {e}"))
 }
 
+/// Longest option string passed to mount(2) (the kernel copies one page).
+const OVERLAY_OPTIONS_MAX: usize = 4000;
+
+fn overlay_options(lower: &[&Path], upper: &Path, work: &Path) -> Result<String, ChildReport> {
+    let mut lowers = Vec::new();
+    for l in lower {
+        lowers.push(overlay_escape(l)?);
+    }
+    Ok(format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lowers.join(":"),
+        overlay_escape(upper)?,
+        overlay_escape(work)?
+    ))
+}
+
 /// Escape a path for overlayfs's lowerdir/upperdir/workdir options.
 fn overlay_escape(p: &Path) -> Result<String, ChildReport> {
     let s = p
@@ -598,21 +616,35 @@ fn payload(
         Rootfs::Overlay { lower, upper, work } => {
             let stub = scratch.join("stub");
             build_stub_layer(&stub, req).map_err(ChildReport::Setup)?;
-            let mut lowers = Vec::new();
-            for l in lower.iter().chain(std::iter::once(&stub)) {
-                lowers.push(overlay_escape(l)?);
-            }
-            let data = format!(
-                "lowerdir={},upperdir={},workdir={}",
-                lowers.join(":"),
-                overlay_escape(upper)?,
-                overlay_escape(work)?
-            );
-            if data.len() > 4000 {
-                return Err(ChildReport::Setup(format!(
-                    "overlay options are {} bytes, over the kernel's page-size limit; use shorter layer paths",
-                    data.len()
-                )));
+            let layers: Vec<&Path> = lower
+                .iter()
+                .map(PathBuf::as_path)
+                .chain(std::iter::once(stub.as_path()))
+                .collect();
+            let mut data = overlay_options(&layers, upper, work)?;
+            // mount(2) takes one page of options. With many layers, name each lower by a
+            // short /proc/self/fd/N link to an O_PATH descriptor instead (held until mounted).
+            let mut _held = Vec::new();
+            if data.len() > OVERLAY_OPTIONS_MAX {
+                let mut links = Vec::new();
+                for l in &layers {
+                    let fd = nix::fcntl::open(
+                        *l,
+                        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(|e| setup_err(format!("opening layer {}", l.display()), e))?;
+                    links.push(PathBuf::from(format!("/proc/self/fd/{fd}")));
+                    _held.push(sys::own_fd(fd));
+                }
+                let refs: Vec<&Path> = links.iter().map(PathBuf::as_path).collect();
+                data = overlay_options(&refs, upper, work)?;
+                if data.len() > OVERLAY_OPTIONS_MAX {
+                    return Err(ChildReport::Setup(format!(
+                        "{} layers do not fit in the overlay mount options; squash some layers",
+                        layers.len()
+                    )));
+                }
             }
             mount(
                 Some("overlay"),

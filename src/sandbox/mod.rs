@@ -127,7 +127,8 @@ pub enum Stdio {
     /// ([`Sandbox::take_stdout`]). Meant for build logs.
     Merged,
     /// A new pseudo-terminal is stdin, stdout and stderr and the controlling terminal;
-    /// the master side is [`Sandbox::take_pty`].
+    /// the master side is [`Sandbox::take_pty`]. Its initial size is that of rbuild's own
+    /// terminal (24x80 without one); see [`Sandbox::resize_pty`].
     Pty,
     /// stdin is /dev/null; stdout and stderr are appended to this file (created 0640 if
     /// missing). Meant for detached containers.
@@ -343,7 +344,18 @@ pub fn spawn(spec: &Spec, init_exe: &Path) -> Result<Sandbox, SandboxError> {
             merged_reader = Some(File::from(r));
         }
         Stdio::Pty => {
-            let pty = nix::pty::openpty(None, None).map_err(std::io::Error::from)?;
+            // Start with the size of rbuild's own terminal, if it has one; resize_pty later.
+            let (rows, cols) = [std::io::stdin().as_fd(), std::io::stdout().as_fd()]
+                .into_iter()
+                .find_map(sys::get_winsize)
+                .unwrap_or((24, 80));
+            let ws = nix::pty::Winsize {
+                ws_row: rows,
+                ws_col: cols,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
+            let pty = nix::pty::openpty(Some(&ws), None).map_err(std::io::Error::from)?;
             let s1 = pty.slave.try_clone()?;
             let s2 = pty.slave.try_clone()?;
             cmd.stdin(pty.slave).stdout(s1).stderr(s2);
@@ -415,6 +427,10 @@ pub fn spawn(spec: &Spec, init_exe: &Path) -> Result<Sandbox, SandboxError> {
             child,
             control: Some(ours),
             container_pid: pid,
+            pty_ctl: match &pty_master {
+                Some(m) => Some(m.as_fd().try_clone_to_owned()?),
+                None => None,
+            },
             pty: pty_master,
             status: None,
             detached: false,
@@ -462,6 +478,8 @@ pub struct Sandbox {
     stdout: Option<File>,
     stderr: Option<File>,
     pty: Option<File>,
+    /// A second descriptor of the pty master, for resize_pty after take_pty.
+    pty_ctl: Option<OwnedFd>,
     status: Option<i32>,
     detached: bool,
 }
@@ -501,12 +519,13 @@ impl Sandbox {
         self.pty.take()
     }
 
-    /// Set the pty's window size (forward SIGWINCH of the user's terminal with this).
+    /// Set the pty's window size (forward SIGWINCH of the user's terminal with this); works
+    /// after [`Sandbox::take_pty`] too.
     pub fn resize_pty(&self, rows: u16, cols: u16) -> Result<(), SandboxError> {
-        match &self.pty {
+        match &self.pty_ctl {
             Some(m) => Ok(sys::set_winsize(m.as_fd(), rows, cols)?),
             None => Err(SandboxError::InvalidSpec(
-                "the sandbox has no pty (or it was taken)".into(),
+                "the sandbox has no pty (Stdio::Pty)".into(),
             )),
         }
     }

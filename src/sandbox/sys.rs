@@ -101,6 +101,26 @@ pub(crate) fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Resul
     Ok(())
 }
 
+/// A terminal's window size (TIOCGWINSZ) as (rows, cols); `None` when `fd` is no terminal.
+pub(crate) fn get_winsize(fd: BorrowedFd<'_>) -> Option<(u16, u16)> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes a `struct winsize` into `ws`, which we own and which outlives
+    // the call.
+    let r = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TIOCGWINSZ,
+            &mut ws as *mut libc::winsize,
+        )
+    };
+    (r == 0 && ws.ws_row > 0 && ws.ws_col > 0).then_some((ws.ws_row, ws.ws_col))
+}
+
 /// Bring the loopback interface of the current network namespace up
 /// (SIOCGIFFLAGS/SIOCSIFFLAGS on "lo", see netdevice(7)).
 pub(crate) fn loopback_up() -> io::Result<()> {
@@ -145,12 +165,13 @@ pub(crate) fn loopback_up() -> io::Result<()> {
     Ok(())
 }
 
-/// Take ownership of the socket the parent passed by number (checked open and a socket by
-/// the caller).
-pub(crate) fn own_inherited_fd(raw: RawFd) -> std::os::fd::OwnedFd {
+/// Take ownership of a descriptor nothing else owns: the socket the parent passed by
+/// number (checked open and a socket by the caller), or one `nix::fcntl::open` just returned.
+pub(crate) fn own_fd(raw: RawFd) -> std::os::fd::OwnedFd {
     use std::os::fd::FromRawFd;
-    // SAFETY: the parent created this descriptor for this process alone, cleared its
-    // close-on-exec flag only in this child, and passed its number in the environment;
-    // nothing else in this freshly exec'd process refers to it, so ownership is unique.
+    // SAFETY: callers pass either the descriptor the parent created for this process alone
+    // (close-on-exec cleared only in this child, number passed in the environment; nothing
+    // else in this freshly exec'd process refers to it) or a descriptor just returned by
+    // open(2) and not stored anywhere else, so ownership is unique.
     unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) }
 }
