@@ -506,3 +506,35 @@ fn overlay_with_many_long_layer_paths() {
     ));
     assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["71", "69"]);
 }
+
+#[test]
+fn root_gets_dockers_default_capabilities_unless_privileged() {
+    let f = fixture();
+    let script = "grep -E '^Cap(Bnd|Eff|Inh)' /proc/self/status | tr -d '\\t'; \
+                  mount -t tmpfs t /tmp 2>/dev/null && echo mounted || echo no-mount";
+    let out = run_ok(&sh(Rootfs::Dir(f.root.clone()), script));
+    assert!(out.contains("CapBnd:00000000a80425fb\n"), "{out}");
+    assert!(out.contains("CapEff:00000000a80425fb\n"), "{out}");
+    assert!(out.contains("CapInh:0000000000000000\n"), "{out}");
+    assert!(out.ends_with("no-mount\n"), "{out}");
+    let mut s = sh(
+        Rootfs::Dir(f.root.clone()),
+        "grep CapEff /proc/self/status | tr -d '\\t'",
+    );
+    s.user = Some("nobody".into());
+    assert_eq!(run_ok(&s), "CapEff:0000000000000000\n");
+    let mut s = sh(Rootfs::Dir(f.root.clone()), script);
+    s.privileged = true;
+    assert!(run_ok(&s).ends_with("mounted\n"));
+}
+
+#[test]
+fn proc_sys_is_read_only_and_timer_list_masked() {
+    let f = fixture();
+    assert!(!std::fs::read("/proc/timer_list").unwrap().is_empty());
+    let out = run_ok(&sh(
+        Rootfs::Dir(f.root.clone()),
+        "(echo 1 > /proc/sys/kernel/domainname) 2>/dev/null && echo writable || echo ro; wc -c < /proc/timer_list",
+    ));
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["ro", "0"]);
+}

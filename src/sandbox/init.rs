@@ -141,6 +141,7 @@ impl Conn {
 /// Init: set up namespaces, fork the payload, relay signals, wait, clean up.
 fn supervise(conn: &mut Conn, req: &InitRequest) -> Result<u8, String> {
     nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+    let _ = nix::unistd::chdir("/");
 
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGCHLD);
@@ -690,6 +691,34 @@ fn payload(
     // /proc/sys read-only, as Docker does.
     let sys_dir = proc_dir.join("sys");
     bind(&sys_dir, &sys_dir, true)?;
+    // Mask what Docker masks: kernel memory, keys, timers; firmware-ish directories.
+    if !req.privileged {
+        for f in [
+            "kcore",
+            "keys",
+            "timer_list",
+            "sched_debug",
+            "latency_stats",
+        ] {
+            let p = proc_dir.join(f);
+            if p.is_file() {
+                bind(Path::new("/dev/null"), &p, true)?;
+            }
+        }
+        for d in ["acpi", "scsi"] {
+            let p = proc_dir.join(d);
+            if p.is_dir() {
+                mount(
+                    Some("tmpfs"),
+                    &p,
+                    Some("tmpfs"),
+                    MsFlags::MS_RDONLY,
+                    None::<&str>,
+                )
+                .map_err(|e| setup_err(format!("masking /proc/{d}"), e))?;
+            }
+        }
+    }
 
     setup_dev(&root)?;
     setup_etc(&root, scratch, req)?;
@@ -744,6 +773,10 @@ fn payload(
     if req.pty {
         sys::set_controlling_tty(std::io::stdin().as_fd())
             .map_err(|e| setup_err("setting the controlling terminal", e))?;
+    }
+    if !req.privileged {
+        sys::limit_capabilities(sys::DOCKER_DEFAULT_CAPS)
+            .map_err(|e| setup_err("dropping capabilities", e))?;
     }
     let groups: Vec<Gid> = user.groups.iter().map(|g| Gid::from_raw(*g)).collect();
     nix::unistd::setgroups(&groups).map_err(|e| setup_err("setgroups", e))?;

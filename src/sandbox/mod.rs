@@ -162,6 +162,9 @@ pub struct Spec {
     /// When set, init writes the payload's exit status here (decimal, newline; atomically)
     /// when it ends, even after [`Sandbox::detach`]. For `rbuild run -d` state.
     pub status_file: Option<PathBuf>,
+    /// Keep every capability of root. Off (Docker's default): the process gets Docker's
+    /// default capability set, so it cannot mount, load modules, change the clock, ...
+    pub privileged: bool,
 }
 
 impl Spec {
@@ -179,6 +182,7 @@ impl Spec {
             mounts: Vec::new(),
             stdio: Stdio::Inherit,
             status_file: None,
+            privileged: false,
         }
     }
 }
@@ -263,6 +267,7 @@ struct InitRequest {
     mounts: Vec<BindMount>,
     pty: bool,
     status_file: Option<PathBuf>,
+    privileged: bool,
     scratch_parent: PathBuf,
 }
 
@@ -389,18 +394,35 @@ pub fn spawn(spec: &Spec, init_exe: &Path) -> Result<Sandbox, SandboxError> {
     drop(cmd);
     drop(theirs);
 
+    // Host paths absolute: init works from "/" so it pins no directory of rbuild's cwd.
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let req = InitRequest {
-        rootfs: spec.rootfs.clone(),
+        rootfs: match &spec.rootfs {
+            Rootfs::Dir(d) => Rootfs::Dir(abs(d)),
+            Rootfs::Overlay { lower, upper, work } => Rootfs::Overlay {
+                lower: lower.iter().map(|l| abs(l)).collect(),
+                upper: abs(upper),
+                work: abs(work),
+            },
+        },
         argv: spec.argv.clone(),
         env: spec.env.clone(),
         cwd: spec.cwd.clone(),
         user: spec.user.clone(),
         hostname: spec.hostname.clone(),
         network: spec.network,
-        mounts: spec.mounts.clone(),
+        mounts: spec
+            .mounts
+            .iter()
+            .map(|m| BindMount {
+                src: abs(&m.src),
+                ..m.clone()
+            })
+            .collect(),
         pty: spec.stdio == Stdio::Pty,
-        status_file: spec.status_file.clone(),
-        scratch_parent: std::env::temp_dir(),
+        status_file: spec.status_file.as_deref().map(abs),
+        privileged: spec.privileged,
+        scratch_parent: abs(&std::env::temp_dir()),
     };
     let reply = send(&ours, &ToInit::Start(Box::new(req))).and_then(|()| {
         let mut line = String::new();

@@ -175,3 +175,79 @@ pub(crate) fn own_fd(raw: RawFd) -> std::os::fd::OwnedFd {
     // open(2) and not stored anywhere else, so ownership is unique.
     unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) }
 }
+
+/// Docker's default capability set (CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID,
+/// SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP).
+pub(crate) const DOCKER_DEFAULT_CAPS: u64 = 0xa804_25fb;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// Limit the capabilities an exec'd root process gets to `keep`: drop the others from the
+/// bounding set (PR_CAPBSET_DROP), the inheritable set (capset) and clear the ambient set.
+/// After exec, root's permitted set is then `keep` (capabilities(7), "Transformation of
+/// capabilities during execve()"). Must run while CAP_SETPCAP is effective (before setuid).
+pub(crate) fn limit_capabilities(keep: u64) -> io::Result<()> {
+    for cap in 0..64u64 {
+        if keep & (1 << cap) != 0 {
+            continue;
+        }
+        // SAFETY: PR_CAPBSET_DROP takes integer arguments only.
+        let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINVAL) {
+                break; // past the kernel's last capability
+            }
+            return Err(e);
+        }
+    }
+    // SAFETY: integer arguments only. EINVAL on kernels without ambient capabilities is fine.
+    unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        )
+    };
+
+    let mut hdr = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: capget writes two CapData (version 3 layout) into `data` and may update the
+    // header's version; both are owned, correctly laid out (#[repr(C)]) and outlive the call.
+    if unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &mut hdr as *mut CapHeader,
+            data.as_mut_ptr(),
+        )
+    } < 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    data[0].inheritable &= keep as u32;
+    data[1].inheritable &= (keep >> 32) as u32;
+    // SAFETY: capset reads the header and two CapData we own; same layout as above.
+    if unsafe { libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
