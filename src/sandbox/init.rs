@@ -504,13 +504,16 @@ fn setup_err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> ChildRe
 /// Longest option string passed to mount(2) (the kernel copies one page).
 const OVERLAY_OPTIONS_MAX: usize = 4000;
 
+/// The options of the rootfs overlay. `redirect_dir=off` and `metacopy=off` keep the upper
+/// dir a plain tree of whole files (a renamed lower dir is copied, a chmod copies data), so
+/// it can be turned into an OCI layer by walking it, whatever the kernel's defaults are.
 fn overlay_options(lower: &[&Path], upper: &Path, work: &Path) -> Result<String, ChildReport> {
     let mut lowers = Vec::new();
     for l in lower {
         lowers.push(overlay_escape(l)?);
     }
     Ok(format!(
-        "lowerdir={},upperdir={},workdir={}",
+        "lowerdir={},upperdir={},workdir={},redirect_dir=off,metacopy=off,index=off",
         lowers.join(":"),
         overlay_escape(upper)?,
         overlay_escape(work)?
@@ -791,7 +794,14 @@ fn payload(
         )
     })?;
 
-    exec(req)
+    let mut env = req.env.clone();
+    if req.set_home && !env.iter().any(|(k, _)| k == "HOME") {
+        env.push((
+            "HOME".into(),
+            user.home.clone().unwrap_or_else(|| "/".into()),
+        ));
+    }
+    exec(&req.argv, &env)
 }
 
 fn setup_dev(root: &Path) -> Result<(), ChildReport> {
@@ -909,10 +919,9 @@ fn is_executable_file(p: &Path) -> bool {
 }
 
 /// Look up argv[0] in the spec's PATH and exec it with exactly the spec's environment.
-fn exec(req: &InitRequest) -> Result<Infallible, ChildReport> {
-    let argv0 = &req.argv[0];
-    let path_var = req
-        .env
+fn exec(argv: &[String], env: &[(String, String)]) -> Result<Infallible, ChildReport> {
+    let argv0 = &argv[0];
+    let path_var = env
         .iter()
         .rev()
         .find(|(k, _)| k == "PATH")
@@ -944,13 +953,11 @@ fn exec(req: &InitRequest) -> Result<Infallible, ChildReport> {
     };
     let prog_c = CString::new(prog.as_os_str().as_encoded_bytes())
         .map_err(|_| exec_error(argv0, "path contains a NUL byte".into(), None))?;
-    let args = req
-        .argv
+    let args = argv
         .iter()
         .map(|a| cstr(a))
         .collect::<Result<Vec<_>, _>>()?;
-    let env = req
-        .env
+    let env = env
         .iter()
         .map(|(k, v)| cstr(&format!("{k}={v}")))
         .collect::<Result<Vec<_>, _>>()?;

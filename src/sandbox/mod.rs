@@ -165,6 +165,9 @@ pub struct Spec {
     /// Keep every capability of root. Off (Docker's default): the process gets Docker's
     /// default capability set, so it cannot mount, load modules, change the clock, ...
     pub privileged: bool,
+    /// When the env has no `HOME`, add `HOME=<the user's passwd home>` (`/` without an
+    /// entry), as Docker does. Off by default so the env is exactly [`Spec::env`].
+    pub set_home: bool,
 }
 
 impl Spec {
@@ -183,6 +186,7 @@ impl Spec {
             stdio: Stdio::Inherit,
             status_file: None,
             privileged: false,
+            set_home: false,
         }
     }
 }
@@ -268,6 +272,7 @@ struct InitRequest {
     pty: bool,
     status_file: Option<PathBuf>,
     privileged: bool,
+    set_home: bool,
     scratch_parent: PathBuf,
 }
 
@@ -422,6 +427,7 @@ pub fn spawn(spec: &Spec, init_exe: &Path) -> Result<Sandbox, SandboxError> {
         pty: spec.stdio == Stdio::Pty,
         status_file: spec.status_file.as_deref().map(abs),
         privileged: spec.privileged,
+        set_home: spec.set_home,
         scratch_parent: abs(&std::env::temp_dir()),
     };
     let reply = send(&ours, &ToInit::Start(Box::new(req))).and_then(|()| {
@@ -429,14 +435,17 @@ pub fn spawn(spec: &Spec, init_exe: &Path) -> Result<Sandbox, SandboxError> {
         BufReader::new(&ours).read_line(&mut line)?;
         Ok(line)
     });
+    // After a report, init cleans up (scratch dir, Dir stubs) and exits by itself.
     let fail = |child: &mut Child, err: SandboxError| {
-        let _ = child.kill();
         let _ = child.wait();
         Err(err)
     };
     let line = match reply {
         Ok(l) => l,
-        Err(e) => return fail(&mut child, SandboxError::Io(e)),
+        Err(e) => {
+            let _ = child.kill();
+            return fail(&mut child, SandboxError::Io(e));
+        }
     };
     match serde_json::from_str::<FromInit>(line.trim_end()) {
         Ok(FromInit::Started { pid }) => Ok(Sandbox {
