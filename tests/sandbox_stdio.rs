@@ -229,3 +229,27 @@ fn inherit_passes_rbuilds_streams_and_null_discards() {
     assert_eq!(sb.wait().unwrap(), 0);
     sb.kill(Signal::SIGKILL).unwrap();
 }
+
+#[test]
+fn detaching_a_sandbox_that_already_ended_is_fine() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    busybox_rootfs(&root);
+    let status = tmp.path().join("status");
+    let mut spec = sh(&root, "exit 4", Stdio::Null);
+    spec.status_file = Some(status.clone());
+    let sb = sandbox::spawn(&spec, Path::new(INIT)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !status.exists() {
+        assert!(Instant::now() < deadline, "no status file");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100)); // init has exited by now
+    let d = sb.detach().unwrap();
+    let st = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(d.pid as i32), None).unwrap();
+    assert_eq!(
+        st,
+        nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(d.pid as i32), 4)
+    );
+    assert_eq!(std::fs::read_to_string(&status).unwrap(), "4\n");
+}

@@ -60,7 +60,7 @@ mod sys;
 pub mod user;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -496,7 +496,18 @@ pub fn spawn(spec: &Spec, init_exe: &Path) -> Result<Sandbox, SandboxError> {
 fn send(sock: &UnixStream, msg: &ToInit) -> std::io::Result<()> {
     let mut line = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
     line.push(b'\n');
-    (&*sock).write_all(&line)
+    // MSG_NOSIGNAL: an init that is gone gives EPIPE, never SIGPIPE, whatever the
+    // embedding program did with SIGPIPE.
+    let mut rest = &line[..];
+    while !rest.is_empty() {
+        use nix::sys::socket::{send as send_to, MsgFlags};
+        match send_to(sock.as_raw_fd(), rest, MsgFlags::MSG_NOSIGNAL) {
+            Ok(n) => rest = &rest[n..],
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// A running sandbox. Dropping it without [`Sandbox::wait`] or [`Sandbox::detach`] kills
@@ -619,9 +630,21 @@ impl Sandbox {
     /// Let the sandbox outlive this handle (and rbuild): init stops watching rbuild and keeps
     /// waiting for the payload, writing [`Spec::status_file`] when it ends. The caller should
     /// have used [`Stdio::File`] or [`Stdio::Null`] so no pipe ties it to rbuild.
+    ///
+    /// A payload that already ended (`run -d img true`) is not an error: init has written
+    /// the status file and exited. The init process stays rbuild's child until rbuild exits
+    /// (a long-lived caller should reap it with waitpid on [`Detached::pid`]).
     pub fn detach(mut self) -> Result<Detached, SandboxError> {
         if let Some(sock) = &self.control {
-            send(sock, &ToInit::Detach)?;
+            match send(sock, &ToInit::Detach) {
+                Ok(()) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+                    ) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         self.detached = true;
         Ok(Detached {
