@@ -191,6 +191,7 @@ fn images_built_through_the_api_keep_docker_fields_and_unpack_overlay_ready() {
         );
         dirs.push(dir);
     }
+    assert_eq!(store.ensure_image_unpacked(&img).unwrap(), dirs);
     assert!(dirs[0].join("bin/busybox").is_file());
     assert!(dirs[0].join("bin/ls").symlink_metadata().is_ok());
     // Layer 2 holds only its own files; its whiteouts are overlay whiteouts.
@@ -386,4 +387,24 @@ fn config_types_write_what_the_builder_needs() {
     );
     let back: ImageConfig = store.read_json_blob(&d.digest).unwrap();
     assert_eq!(back, config);
+}
+
+#[test]
+fn adopt_snapshot_renames_once() {
+    let root = fresh_root();
+    let store = Store::open(root.path()).unwrap();
+    let id = Digest::of_bytes(b"pretend layer");
+    for round in 0..2 {
+        let dir = store.tmp_dir().join(format!("upper{round}"));
+        std::fs::create_dir_all(dir.join("etc")).unwrap();
+        std::fs::write(dir.join("etc/round"), format!("{round}")).unwrap();
+        let snap = store.adopt_snapshot(&dir, &id).unwrap();
+        assert_eq!(snap, store.snapshot_dir(&id));
+        assert!(!dir.exists());
+        assert_eq!(
+            std::fs::read_to_string(snap.join("etc/round")).unwrap(),
+            "0",
+            "the first one stays"
+        );
+    }
 }
