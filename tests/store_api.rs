@@ -169,7 +169,7 @@ fn images_built_through_the_api_keep_docker_fields_and_unpack_overlay_ready() {
     assert_eq!(cfg.shell.unwrap()[1], "-ec");
     assert_eq!(cfg.on_build.unwrap()[0], "RUN echo child");
     assert_eq!(cfg.healthcheck.unwrap().test.unwrap()[0], "CMD");
-    assert_eq!(img.config.config.unwrap().cmd.unwrap(), ["sh"]);
+    assert_eq!(img.config.config.clone().unwrap().cmd.unwrap(), ["sh"]);
     // The raw config JSON has Docker's spelling.
     let raw = String::from_utf8(store.read_blob(&img.id).unwrap()).unwrap();
     for key in [
