@@ -408,3 +408,29 @@ fn adopt_snapshot_renames_once() {
         );
     }
 }
+
+#[test]
+fn leftovers_of_a_crash_do_not_break_the_store_and_prune_clears_them() {
+    let (root, store) = store_with_busybox();
+    let r = root.path();
+    // What a killed writer leaves: a partial ingest file, a half-unpacked snapshot, a stray
+    // index temp file.
+    std::fs::write(r.join("ingest/blob-crashed"), b"partial").unwrap();
+    std::fs::create_dir_all(r.join("snapshots/.tmp-crashed/tree/bin")).unwrap();
+    std::fs::write(r.join("oci/.tmp-index"), b"{").unwrap();
+    let img = store.resolve("busybox:local").unwrap();
+    assert_eq!(store.list_images().unwrap().len(), 1);
+    store.ensure_image_unpacked(&img).unwrap();
+    let report = store.prune(false).unwrap();
+    assert!(
+        report.blobs.is_empty() && report.snapshots.is_empty(),
+        "{report:?}"
+    );
+    assert!(std::fs::read_dir(r.join("ingest"))
+        .unwrap()
+        .next()
+        .is_none());
+    assert!(!r.join("snapshots/.tmp-crashed").exists());
+    assert!(!r.join("oci/.tmp-index").exists());
+    assert!(store.snapshot_dir(&img.config.rootfs.diff_ids[0]).is_dir());
+}
