@@ -434,3 +434,30 @@ fn leftovers_of_a_crash_do_not_break_the_store_and_prune_clears_them() {
     assert!(!r.join("oci/.tmp-index").exists());
     assert!(store.snapshot_dir(&img.config.rootfs.diff_ids[0]).is_dir());
 }
+
+#[test]
+fn common_busybox_rootfs_has_the_basics() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = busybox_rootfs();
+    let p = dir.path();
+    assert!(p.join("bin/busybox").is_file());
+    assert_eq!(
+        std::fs::read_link(p.join("bin/sh")).unwrap(),
+        std::path::Path::new("busybox")
+    );
+    assert!(std::fs::read_to_string(p.join("etc/passwd"))
+        .unwrap()
+        .starts_with("root:x:0:0:"));
+    assert!(std::fs::read_to_string(p.join("etc/group"))
+        .unwrap()
+        .contains("nobody:x:65534:"));
+    assert_eq!(
+        p.join("tmp").metadata().unwrap().permissions().mode() & 0o7777,
+        0o1777
+    );
+    let out = std::process::Command::new(p.join("bin/busybox"))
+        .arg("true")
+        .status()
+        .unwrap();
+    assert!(out.success());
+}
