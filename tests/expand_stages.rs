@@ -714,3 +714,20 @@ EXPOSE 8080/tcp "9090"
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn arg_values_for_run_history() {
+    let p = plan(
+        "FROM scratch\nARG A B=2 C\nENV B=env\nRUN true\n",
+        &with_args(&[("A", "1")]),
+    );
+    let run = &p.scoped[0].as_ref().unwrap().instructions[2];
+    assert_eq!(
+        run.scope.arg_values(),
+        [
+            ("A".to_string(), "1".to_string()),
+            ("B".to_string(), "env".to_string()),
+            ("C".to_string(), String::new())
+        ]
+    );
+}

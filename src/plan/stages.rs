@@ -306,14 +306,19 @@ impl Scope {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The ARGs in scope that have a value and are not overridden by an ENV: what a RUN's
-    /// history line and cache key record (`|N NAME=value`).
+    /// Every ARG declared so far with the value a RUN sees (the scope's value, so an ENV
+    /// declared later wins; empty when unset): what BuildKit records in a RUN's history
+    /// line (`|N NAME=value ...`) and what a RUN's cache key captures.
     pub fn arg_values(&self) -> Vec<(String, String)> {
         self.args
             .iter()
-            .filter_map(|(k, v)| {
-                let value = self.get(k).map(str::to_string).or_else(|| v.clone())?;
-                Some((k.clone(), value))
+            .map(|(k, v)| {
+                let value = self
+                    .get(k)
+                    .map(str::to_string)
+                    .or_else(|| v.clone())
+                    .unwrap_or_default();
+                (k.clone(), value)
             })
             .collect()
     }
