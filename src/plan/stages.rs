@@ -47,6 +47,9 @@
 //!   does that), MAINTAINER, and ONBUILD triggers (they are expanded when they fire in a
 //!   child build). All words of one instruction see the scope from before it:
 //!   `ENV A=1 B=$A` gives `B` the old `A`.
+//! * **ONBUILD triggers of a base stage** fire first in every stage built `FROM` it (their
+//!   `--from`s become that stage's dependencies); triggers stored in a base *image's* config
+//!   are the builder's to run.
 
 use std::collections::BTreeSet;
 use std::fmt;
