@@ -406,6 +406,38 @@ fn bind_mounts_rw_and_ro() {
     assert_eq!(std::fs::read_to_string(rw.join("out")).unwrap(), "w\n");
     assert_eq!(std::fs::read_to_string(ro.join("data")).unwrap(), "keep");
     assert!(!f.root.join("mnt").exists(), "mountpoint stub left behind");
+
+    // A file bound below /dev (BuildKit puts RUN heredocs in /dev/pipes), on both roots.
+    let script = tmp.path().join("script");
+    std::fs::write(&script, "#!/bin/sh\necho from-heredoc\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let upper = tmp.path().join("upper");
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&upper).unwrap();
+    std::fs::create_dir(&work).unwrap();
+    for rootfs in [
+        Rootfs::Dir(f.root.clone()),
+        Rootfs::Overlay {
+            lower: vec![f.root.clone()],
+            upper: upper.clone(),
+            work,
+        },
+    ] {
+        let mut s = sh(rootfs, "");
+        s.argv = vec!["/dev/pipes/EOF".into()];
+        s.mounts = vec![BindMount {
+            src: script.clone(),
+            dst: "/dev/pipes/EOF".into(),
+            readonly: true,
+        }];
+        assert_eq!(run_ok(&s), "from-heredoc\n");
+    }
+    assert!(!f.root.join("dev").exists());
+    assert_eq!(
+        std::fs::read_dir(&upper).unwrap().count(),
+        0,
+        "nothing in upper"
+    );
 }
 
 fn processes_with(marker: &str) -> Vec<String> {

@@ -410,26 +410,32 @@ fn mountpoints(req: &InitRequest) -> Vec<Mountpoint> {
 fn missing_mountpoints(root: &Path, req: &InitRequest) -> Vec<Mountpoint> {
     let mut out: Vec<Mountpoint> = Vec::new();
     for mp in mountpoints(req) {
-        let comps: Vec<_> = mp.rel.components().collect();
-        let mut cur = PathBuf::new();
-        for (i, c) in comps.iter().enumerate() {
-            cur.push(c);
-            let last = i + 1 == comps.len();
-            match std::fs::symlink_metadata(root.join(&cur)) {
-                Ok(md) if md.file_type().is_symlink() => break,
-                Ok(_) => continue,
-                Err(_) => {
-                    if !out.iter().any(|o| o.rel == cur) {
-                        out.push(Mountpoint {
-                            rel: cur.clone(),
-                            dir: !last || mp.dir,
-                        });
-                    }
+        missing_components(root, &mp, &mut out);
+    }
+    out
+}
+
+/// Append the missing components of `mp` below `root` (parents first) to `out`; stop at
+/// a symlink.
+fn missing_components(root: &Path, mp: &Mountpoint, out: &mut Vec<Mountpoint>) {
+    let comps: Vec<_> = mp.rel.components().collect();
+    let mut cur = PathBuf::new();
+    for (i, c) in comps.iter().enumerate() {
+        cur.push(c);
+        let last = i + 1 == comps.len();
+        match std::fs::symlink_metadata(root.join(&cur)) {
+            Ok(md) if md.file_type().is_symlink() => break,
+            Ok(_) => continue,
+            Err(_) => {
+                if !out.iter().any(|o| o.rel == cur) {
+                    out.push(Mountpoint {
+                        rel: cur.clone(),
+                        dir: !last || mp.dir,
+                    });
                 }
             }
         }
     }
-    out
 }
 
 /// Remove the stubs created in a Dir rootfs, children first, only while still empty.
@@ -728,6 +734,23 @@ fn payload(
 
     for m in &req.mounts {
         let r = rel(&m.dst);
+        // Below /dev (our tmpfs, e.g. BuildKit's /dev/pipes for heredocs) a missing target
+        // is created here; it leaves no trace anywhere.
+        if r.starts_with("dev") && r != Path::new("dev") {
+            let dir = std::fs::metadata(&m.src)
+                .map(|md| md.is_dir())
+                .unwrap_or(true);
+            let mut missing = Vec::new();
+            missing_components(
+                &root,
+                &Mountpoint {
+                    rel: r.clone(),
+                    dir,
+                },
+                &mut missing,
+            );
+            create_stubs(&root, &missing).map_err(ChildReport::Setup)?;
+        }
         if !target_ok(&root, &r).map_err(ChildReport::Setup)? {
             return Err(ChildReport::Setup(format!(
                 "mount target {} is a symlink in the image (or could not be created)",

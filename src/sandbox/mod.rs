@@ -21,8 +21,9 @@
 //! mount private, builds the root on a private tmpfs scratch mount (overlay or bind),
 //! mounts `/proc`, a minimal `/dev`, private copies of the host's `/etc/hosts` and
 //! `/etc/resolv.conf`, the bind mounts, sets the hostname (and brings `lo` up for
-//! [`Network::None`]), `pivot_root`s (falls back to `chroot`), switches user, and `exec`s
-//! with exactly the spec's environment. Setup or exec errors come back over a close-on-exec
+//! [`Network::None`]), `pivot_root`s (falls back to `chroot`), limits root to Docker's
+//! default capability set (unless [`Spec::privileged`]), switches user, and `exec`s with
+//! exactly the spec's environment. Setup or exec errors come back over a close-on-exec
 //! pipe and are turned into [`SandboxError`]s by [`spawn`].
 //!
 //! Init stays in the host mount namespace, waits for the payload, forwards signals (its own
@@ -41,17 +42,34 @@
 //!   extra, lowest lower layer on the private tmpfs, so the upper dir holds only what the
 //!   process wrote. A directory copied up because the process wrote below it (e.g. `etc/`)
 //!   is an ordinary overlay copy-up.
+//!   The overlay is mounted with `redirect_dir=off,metacopy=off,index=off`, so the upper dir
+//!   is a plain tree of whole files plus overlay whiteouts (0/0 char devices) and opaque
+//!   markers (`trusted.overlay.opaque`): a renamed lower directory is copied, not redirected.
 //! - **Dir rootfs**: missing mountpoints are created in the directory (empty root-owned
-//!   files and directories) and removed again by init when the payload has ended.
+//!   files and directories) and removed again by init when the payload has ended (a tree
+//!   diff taken after [`Sandbox::wait`] does not see them). A Dir rootfs must not be used by
+//!   two sandboxes at once (one's cleanup would remove the other's mountpoints).
+//! - Security as Docker's defaults: Docker's capability set for root (no mount, no module
+//!   loading, ...), `/proc/sys` read-only, `/proc/{kcore,keys,timer_list,sched_debug,...}`
+//!   masked. No seccomp filter, no `/sys`, no cgroup limits.
 //! - `/etc/hosts` and `/etc/resolv.conf` are private writable copies of the host's (for
 //!   [`Network::None`] a minimal hosts file); writes to them never reach the host or a layer.
 //!   They are only mounted over regular files or missing paths, not over symlinks.
-//! - The environment is exactly [`Spec::env`]: no `HOME`, `PATH` or `TERM` is added. `PATH`
-//!   for the command lookup is the spec's `PATH`, or Docker's default when it has none.
+//! - The environment is exactly [`Spec::env`]: no `PATH` or `TERM` is added, and `HOME`
+//!   only with [`Spec::set_home`] (runc's rule: the user's passwd home when the env has
+//!   none). `PATH` for the command lookup is the spec's `PATH`, or [`DEFAULT_PATH`].
 //! - The working directory must exist (`WORKDIR` creates it); a missing one is a setup error.
 //! - A command that cannot be found gives [`SandboxError::Exec`] with code 127, one that
 //!   cannot be executed code 126 (Docker's codes).
-//! - PR_SET_PDEATHSIG is not used towards rbuild, so the thread that spawned may end.
+//! - PR_SET_PDEATHSIG is not used towards rbuild, so the thread that spawned may end; the
+//!   socketpair tells init that rbuild is gone (SIGKILL of rbuild or Ctrl-C without a
+//!   handler still leaves nothing running). Init runs in its own session, so the terminal's
+//!   Ctrl-C reaches only rbuild: forward it with [`Sandbox::kill`] (or signal
+//!   [`Sandbox::container_pid`]). A PID 1 gets only the signals it has handlers for,
+//!   except SIGKILL (kernel rule), so `kill -9 $$` inside does nothing, as in Docker.
+//! - Temporary state: init makes an empty `.rbuild-sandbox-XXXXXX` directory in rbuild's
+//!   `std::env::temp_dir()` (the private tmpfs is mounted on it inside the sandbox only) and
+//!   removes it at the end.
 //! - [`Stdio::Pty`] allocates the pty in the host's devpts; inside, `isatty` holds but `tty`
 //!   prints a host path.
 
