@@ -384,6 +384,10 @@ fn mountpoints(req: &InitRequest) -> Vec<Mountpoint> {
             dir: true,
         },
         Mountpoint {
+            rel: "sys".into(),
+            dir: true,
+        },
+        Mountpoint {
             rel: "etc/hosts".into(),
             dir: false,
         },
@@ -729,6 +733,29 @@ fn payload(
         }
     }
 
+    // /sys read-only, as Docker does (it shows this network namespace's devices).
+    if target_ok(&root, Path::new("sys")).map_err(ChildReport::Setup)? {
+        let sys_dir = root.join("sys");
+        mount(
+            Some("sysfs"),
+            &sys_dir,
+            Some("sysfs"),
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            None::<&str>,
+        )
+        .map_err(|e| setup_err("mounting /sys", e))?;
+        let fw = sys_dir.join("firmware");
+        if !req.privileged && fw.is_dir() {
+            mount(
+                Some("tmpfs"),
+                &fw,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                None::<&str>,
+            )
+            .map_err(|e| setup_err("masking /sys/firmware", e))?;
+        }
+    }
     setup_dev(&root)?;
     setup_etc(&root, scratch, req)?;
 
