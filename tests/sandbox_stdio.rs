@@ -253,3 +253,18 @@ fn detaching_a_sandbox_that_already_ended_is_fine() {
     );
     assert_eq!(std::fs::read_to_string(&status).unwrap(), "4\n");
 }
+
+#[test]
+fn a_wrong_init_exe_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    busybox_rootfs(tmp.path());
+    let spec = sh(tmp.path(), "true", Stdio::Null);
+    let e = sandbox::spawn(&spec, Path::new("/nonexistent/rbuild")).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("cannot start the sandbox init /nonexistent/rbuild"),
+        "{e}"
+    );
+    let e = sandbox::spawn(&spec, Path::new("/bin/true")).unwrap_err();
+    assert!(e.to_string().contains("ended without a report"), "{e}");
+}

@@ -1026,3 +1026,71 @@ fn exec(argv: &[String], env: &[(String, String)]) -> Result<Infallible, ChildRe
     };
     Err(exec_error(argv0, reason, Some(e)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_paths_are_escaped() {
+        assert_eq!(
+            overlay_escape(Path::new("/a:b,c\\d")).unwrap(),
+            "/a\\:b\\,c\\\\d"
+        );
+        let o = overlay_options(
+            &[Path::new("/l1"), Path::new("/l2")],
+            Path::new("/u"),
+            Path::new("/w"),
+        )
+        .unwrap();
+        assert_eq!(
+            o,
+            "lowerdir=/l1:/l2,upperdir=/u,workdir=/w,redirect_dir=off,metacopy=off,index=off"
+        );
+    }
+
+    #[test]
+    fn missing_components_stop_at_symlinks() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("etc")).unwrap();
+        std::os::unix::fs::symlink("/", t.path().join("link")).unwrap();
+        let mut out = Vec::new();
+        missing_components(
+            t.path(),
+            &Mountpoint {
+                rel: "etc/hosts".into(),
+                dir: false,
+            },
+            &mut out,
+        );
+        missing_components(
+            t.path(),
+            &Mountpoint {
+                rel: "a/b/c".into(),
+                dir: true,
+            },
+            &mut out,
+        );
+        missing_components(
+            t.path(),
+            &Mountpoint {
+                rel: "link/x".into(),
+                dir: true,
+            },
+            &mut out,
+        );
+        let got: Vec<(String, bool)> = out
+            .iter()
+            .map(|m| (m.rel.display().to_string(), m.dir))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("etc/hosts".into(), false),
+                ("a".into(), true),
+                ("a/b".into(), true),
+                ("a/b/c".into(), true)
+            ]
+        );
+    }
+}

@@ -458,15 +458,9 @@ pub fn spawn(spec: &Spec, init_exe: &Path) -> Result<Sandbox, SandboxError> {
         let _ = child.wait();
         Err(err)
     };
-    let line = match reply {
-        Ok(l) => l,
-        Err(e) => {
-            let _ = child.kill();
-            return fail(&mut child, SandboxError::Io(e));
-        }
-    };
-    match serde_json::from_str::<FromInit>(line.trim_end()) {
-        Ok(FromInit::Started { pid }) => Ok(Sandbox {
+    let parsed = reply.map(|line| serde_json::from_str::<FromInit>(line.trim_end()));
+    match parsed {
+        Ok(Ok(FromInit::Started { pid })) => Ok(Sandbox {
             stdout: child
                 .stdout
                 .take()
@@ -484,12 +478,12 @@ pub fn spawn(spec: &Spec, init_exe: &Path) -> Result<Sandbox, SandboxError> {
             status: None,
             detached: false,
         }),
-        Ok(FromInit::Failed { message }) => fail(&mut child, SandboxError::Setup(message)),
-        Ok(FromInit::ExecFailed {
+        Ok(Ok(FromInit::Failed { message })) => fail(&mut child, SandboxError::Setup(message)),
+        Ok(Ok(FromInit::ExecFailed {
             argv0,
             reason,
             code,
-        }) => fail(
+        })) => fail(
             &mut child,
             SandboxError::Exec {
                 argv0,
@@ -497,7 +491,10 @@ pub fn spawn(spec: &Spec, init_exe: &Path) -> Result<Sandbox, SandboxError> {
                 code,
             },
         ),
-        Err(_) => {
+        Ok(Err(_)) | Err(_) => {
+            if let Ok(None) = child.try_wait() {
+                let _ = child.kill();
+            }
             let status = child.wait();
             let how = match status {
                 Ok(s) => s.to_string(),
