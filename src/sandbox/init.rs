@@ -511,6 +511,8 @@ fn setup_err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> ChildRe
     ChildReport::Setup(format!("{what}: {e}"))
 }
 
+const OVERLAY_PLAIN_TREE: &str = ",redirect_dir=off,metacopy=off,index=off";
+
 /// Longest option string passed to mount(2) (the kernel copies one page).
 const OVERLAY_OPTIONS_MAX: usize = 4000;
 
@@ -523,7 +525,7 @@ fn overlay_options(lower: &[&Path], upper: &Path, work: &Path) -> Result<String,
         lowers.push(overlay_escape(l)?);
     }
     Ok(format!(
-        "lowerdir={},upperdir={},workdir={},redirect_dir=off,metacopy=off,index=off",
+        "lowerdir={},upperdir={},workdir={}{OVERLAY_PLAIN_TREE}",
         lowers.join(":"),
         overlay_escape(upper)?,
         overlay_escape(work)?
@@ -660,13 +662,23 @@ fn payload(
                     )));
                 }
             }
-            mount(
-                Some("overlay"),
-                &root,
-                Some("overlay"),
-                MsFlags::empty(),
-                Some(data.as_str()),
-            )
+            let mount_overlay = |data: &str| {
+                mount(
+                    Some("overlay"),
+                    &root,
+                    Some("overlay"),
+                    MsFlags::empty(),
+                    Some(data),
+                )
+            };
+            // Kernels before 4.19 do not know metacopy (nor before 4.10 redirect_dir): they
+            // also do not default to them, so the plain options are as good there.
+            match mount_overlay(&data) {
+                Err(nix::errno::Errno::EINVAL) => {
+                    mount_overlay(data.trim_end_matches(OVERLAY_PLAIN_TREE))
+                }
+                r => r,
+            }
             .map_err(|e| {
                 setup_err(
                     format!("mounting the overlay rootfs (upper {})", upper.display()),

@@ -51,7 +51,8 @@ pub(crate) fn reset_signals() -> nix::Result<()> {
 }
 
 /// Mark every descriptor from `first` upwards close-on-exec (close_range(2),
-/// CLOSE_RANGE_CLOEXEC, Linux 5.11), so nothing the parent leaked reaches the payload.
+/// CLOSE_RANGE_CLOEXEC, Linux 5.11; older kernels: each entry of /proc/self/fd), so nothing
+/// the parent leaked reaches the payload.
 pub(crate) fn cloexec_from(first: RawFd) -> io::Result<()> {
     // SAFETY: close_range only changes descriptor flags; it takes no pointers.
     let r = unsafe {
@@ -62,8 +63,17 @@ pub(crate) fn cloexec_from(first: RawFd) -> io::Result<()> {
             libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
         )
     };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
+    if r == 0 {
+        return Ok(());
+    }
+    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd >= first)
+        .collect();
+    for fd in fds {
+        use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+        // EBADF: the read_dir descriptor itself, closed by now.
+        let _ = fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
     }
     Ok(())
 }
