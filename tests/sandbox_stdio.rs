@@ -268,3 +268,37 @@ fn a_wrong_init_exe_is_a_clear_error() {
     let e = sandbox::spawn(&spec, Path::new("/bin/true")).unwrap_err();
     assert!(e.to_string().contains("ended without a report"), "{e}");
 }
+
+#[test]
+fn payload_starts_with_default_signal_dispositions_and_empty_mask() {
+    let tmp = tempfile::tempdir().unwrap();
+    busybox_rootfs(tmp.path());
+    // The spawning thread blocks SIGTERM and SIGINT; the test harness ignores SIGPIPE.
+    let root = tmp.path().to_path_buf();
+    let out = std::thread::spawn(move || {
+        let mut set = nix::sys::signal::SigSet::empty();
+        set.add(Signal::SIGTERM);
+        set.add(Signal::SIGINT);
+        set.thread_block().unwrap();
+        let mut spec = sh(&root, "", Stdio::Piped);
+        spec.argv = vec!["/bin/cat".into(), "/proc/self/status".into()];
+        let mut sb = sandbox::spawn(&spec, Path::new(INIT)).unwrap();
+        let mut out = String::new();
+        sb.take_stdout().unwrap().read_to_string(&mut out).unwrap();
+        assert_eq!(sb.wait().unwrap(), 0);
+        out
+    })
+    .join()
+    .unwrap();
+    assert!(out.contains("SigBlk:\t0000000000000000\n"), "{out}");
+    // Standard signals (the low 31 bits; 32 and 33 belong to glibc).
+    let ign = out
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:\t"))
+        .unwrap();
+    assert_eq!(
+        u64::from_str_radix(ign, 16).unwrap() & 0x7fff_ffff,
+        0,
+        "{out}"
+    );
+}

@@ -47,6 +47,12 @@ enum ChildReport {
 /// Entry point of the hidden `__sandbox-init` subcommand; returns the exit code (the
 /// payload's code, 128+signal when it was killed, 125 when the sandbox could not be set up).
 pub fn init_main() -> u8 {
+    // Start from default dispositions and an empty mask whatever rbuild's spawning thread
+    // had (an ignored SIGCHLD would make waitpid fail; an ignored SIGPIPE would leak into
+    // the payload through exec).
+    if sys::reset_signals().is_err() {
+        return 125;
+    }
     let Some(sock) = inherited_socket() else {
         return 125;
     };
@@ -133,7 +139,7 @@ impl Conn {
         }
         if let Ok(mut line) = serde_json::to_vec(msg) {
             line.push(b'\n');
-            let _ = self.sock.write_all(&line);
+            let _ = super::send_all(&self.sock, &line);
         }
     }
 }

@@ -511,9 +511,13 @@ pub fn spawn(spec: &Spec, init_exe: &Path) -> Result<Sandbox, SandboxError> {
 fn send(sock: &UnixStream, msg: &ToInit) -> std::io::Result<()> {
     let mut line = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
     line.push(b'\n');
-    // MSG_NOSIGNAL: an init that is gone gives EPIPE, never SIGPIPE, whatever the
-    // embedding program did with SIGPIPE.
-    let mut rest = &line[..];
+    send_all(sock, &line)
+}
+
+/// Write all of `bytes` with MSG_NOSIGNAL: a peer that is gone gives EPIPE, never SIGPIPE,
+/// whatever the program did with SIGPIPE.
+fn send_all(sock: &UnixStream, bytes: &[u8]) -> std::io::Result<()> {
+    let mut rest = bytes;
     while !rest.is_empty() {
         use nix::sys::socket::{send as send_to, MsgFlags};
         match send_to(sock.as_raw_fd(), rest, MsgFlags::MSG_NOSIGNAL) {

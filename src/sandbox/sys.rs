@@ -47,6 +47,11 @@ pub(crate) fn reset_signals() -> nix::Result<()> {
         // requirement applies; the process is single-threaded.
         unsafe { sigaction(sig, &dfl) }?;
     }
+    // Real-time signals (glibc reserves 32 and 33 for itself and refuses them).
+    for signo in libc::SIGRTMIN()..=libc::SIGRTMAX() {
+        // SAFETY: signal(2) with SIG_DFL installs no handler code; errors are ignored.
+        unsafe { libc::signal(signo, libc::SIG_DFL) };
+    }
     SigSet::empty().thread_set_mask()
 }
 
