@@ -60,7 +60,7 @@ fn pty_is_the_controlling_terminal_and_can_be_resized() {
     let tmp = tempfile::tempdir().unwrap();
     busybox_rootfs(tmp.path());
     let script = "test -t 0 && test -t 1 && echo is-a-tty; stty size; read line; echo got-$line; stty size; \
-                  test -e /dev/tty && echo </dev/tty && echo ctty-ok";
+                  echo ctty-ok > /dev/tty; tty; ls -1 /dev/pts";
     let mut sb = sandbox::spawn(&sh(tmp.path(), script, Stdio::Pty), Path::new(INIT)).unwrap();
     assert!(sb.take_stdout().is_none());
     let mut master = sb.take_pty().unwrap();
@@ -96,17 +96,27 @@ fn pty_is_the_controlling_terminal_and_can_be_resized() {
     assert!(out.contains("is-a-tty\n"), "{out}");
     assert!(out.contains("got-hello\n33 101\n"), "{out}");
     assert!(out.contains("ctty-ok"), "{out}");
+    // The pty belongs to the sandbox's own devpts.
+    assert!(out.contains("\n/dev/pts/0\n0\nptmx\n"), "{out}");
 }
 
 #[test]
 fn resize_pty_on_the_handle() {
     let tmp = tempfile::tempdir().unwrap();
     busybox_rootfs(tmp.path());
-    let mut sb = sandbox::spawn(
-        &sh(tmp.path(), "read x; stty size", Stdio::Pty),
-        Path::new(INIT),
+    // As a non-root user: the pty is theirs.
+    std::fs::write(
+        tmp.path().join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n",
     )
     .unwrap();
+    let mut spec = sh(
+        tmp.path(),
+        "read x; stty size; echo mine > /dev/tty; stat -c %u /dev/pts/0",
+        Stdio::Pty,
+    );
+    spec.user = Some("nobody".into());
+    let mut sb = sandbox::spawn(&spec, Path::new(INIT)).unwrap();
     sb.resize_pty(40, 120).unwrap();
     let mut master = sb.take_pty().unwrap();
     master.write_all(b"go\n").unwrap();
@@ -120,7 +130,9 @@ fn resize_pty_on_the_handle() {
     }
     assert_eq!(sb.wait().unwrap(), 0);
     assert!(
-        String::from_utf8_lossy(&out).contains("40 120"),
+        String::from_utf8_lossy(&out)
+            .replace('\r', "")
+            .contains("40 120\nmine\n65534\n"),
         "{}",
         String::from_utf8_lossy(&out)
     );

@@ -133,6 +133,17 @@ impl Conn {
         }
     }
 
+    fn send_with_fds(&mut self, msg: &FromInit, fds: &[OwnedFd]) {
+        if fds.is_empty() {
+            return self.send(msg);
+        }
+        if let Ok(mut line) = serde_json::to_vec(msg) {
+            line.push(b'\n');
+            let raw: Vec<_> = fds.iter().map(|f| f.as_raw_fd()).collect();
+            let _ = super::send_with_fds(&self.sock, &line, &raw);
+        }
+    }
+
     fn send(&mut self, msg: &FromInit) {
         if !self.open {
             return;
@@ -190,6 +201,15 @@ fn supervise(conn: &mut Conn, req: &InitRequest) -> Result<u8, String> {
     // Held open by init; the payload sees it hang up if init died before PR_SET_PDEATHSIG.
     let (alive_r, alive_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    // The payload hands the master of the pty it allocates to init over this pair.
+    let pty_pair = match req.pty {
+        Some(_) => Some(UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?),
+        None => None,
+    };
+    let (pty_init, pty_payload) = match pty_pair {
+        Some((a, b)) => (Some(a), Some(b)),
+        None => (None, None),
+    };
     let child = match sys::fork_single_threaded() {
         Err(e) => {
             let _ = std::fs::remove_dir(&scratch);
@@ -198,7 +218,8 @@ fn supervise(conn: &mut Conn, req: &InitRequest) -> Result<u8, String> {
         Ok(ForkResult::Child) => {
             drop(report_r);
             drop(alive_w);
-            let report = match payload(req, &scratch, &stubs, alive_r) {
+            drop(pty_init);
+            let report = match payload(req, &scratch, &stubs, alive_r, pty_payload) {
                 Ok(never) => match never {},
                 Err(r) => r,
             };
@@ -216,10 +237,11 @@ fn supervise(conn: &mut Conn, req: &InitRequest) -> Result<u8, String> {
     };
     drop(report_w);
     drop(alive_r);
+    drop(pty_payload);
     // Our stdio copies would keep the payload's pipes open after it ended.
     detach_stdio();
 
-    let status = relay(conn, &sigfd, report_r, child);
+    let status = relay(conn, &sigfd, report_r, child, pty_init);
 
     if let Rootfs::Dir(dir) = &req.rootfs {
         remove_stubs(dir, &stubs);
@@ -244,7 +266,13 @@ fn detach_stdio() {
 }
 
 /// Init's event loop; returns the payload's exit status (code or 128+signal).
-fn relay(conn: &mut Conn, sigfd: &SignalFd, report_r: OwnedFd, child: Pid) -> i32 {
+fn relay(
+    conn: &mut Conn,
+    sigfd: &SignalFd,
+    report_r: OwnedFd,
+    child: Pid,
+    pty: Option<UnixStream>,
+) -> i32 {
     let mut report = std::fs::File::from(report_r);
     let mut report_buf = Vec::new();
     let mut report_open = true;
@@ -295,6 +323,13 @@ fn relay(conn: &mut Conn, sigfd: &SignalFd, report_r: OwnedFd, child: Pid) -> i3
             match report.read(&mut chunk) {
                 Ok(0) | Err(_) => {
                     report_open = false;
+                    // The payload sent the pty master before it exec'd.
+                    let fds = match (&pty, report_buf.is_empty()) {
+                        (Some(p), true) => {
+                            super::recv_with_fds(p).map(|(_, f)| f).unwrap_or_default()
+                        }
+                        _ => Vec::new(),
+                    };
                     let msg = if report_buf.is_empty() {
                         FromInit::Started {
                             pid: child.as_raw(),
@@ -316,7 +351,7 @@ fn relay(conn: &mut Conn, sigfd: &SignalFd, report_r: OwnedFd, child: Pid) -> i3
                             },
                         }
                     };
-                    conn.send(&msg);
+                    conn.send_with_fds(&msg, &fds);
                 }
                 Ok(n) => report_buf.extend_from_slice(&chunk[..n]),
             }
@@ -602,6 +637,7 @@ fn payload(
     scratch: &Path,
     stubs: &[Mountpoint],
     alive: OwnedFd,
+    pty_sock: Option<UnixStream>,
 ) -> Result<Infallible, ChildReport> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
         .map_err(|e| setup_err("prctl(PR_SET_PDEATHSIG)", e))?;
@@ -775,6 +811,17 @@ fn payload(
         }
     }
     setup_dev(&root)?;
+    if let (Some((rows, cols)), Some(sock)) = (req.pty, &pty_sock) {
+        let (master, slave) = sys::open_pty_in(&root.join("dev/pts/ptmx"))
+            .map_err(|e| setup_err("allocating the pty", e))?;
+        sys::set_winsize(master.as_fd(), rows, cols).map_err(|e| setup_err("sizing the pty", e))?;
+        for fd in 0..3 {
+            nix::unistd::dup2(slave.as_raw_fd(), fd)
+                .map_err(|e| setup_err("dup2 of the pty", e))?;
+        }
+        super::send_with_fds(sock, b"m", &[master.as_raw_fd()])
+            .map_err(|e| setup_err("passing the pty to init", e))?;
+    }
     setup_etc(&root, scratch, req)?;
 
     for m in &req.mounts {
@@ -841,9 +888,16 @@ fn payload(
     }
 
     nix::unistd::setsid().map_err(|e| setup_err("setsid", e))?;
-    if req.pty {
+    if req.pty.is_some() {
         sys::set_controlling_tty(std::io::stdin().as_fd())
             .map_err(|e| setup_err("setting the controlling terminal", e))?;
+        // The user owns its terminal, as with runc (it may reopen /dev/pts/0 or /dev/tty).
+        nix::unistd::fchown(
+            0,
+            Some(Uid::from_raw(user.uid)),
+            Some(Gid::from_raw(user.gid)),
+        )
+        .map_err(|e| setup_err("chown of the pty", e))?;
     }
     if !req.privileged {
         sys::limit_capabilities(sys::DOCKER_DEFAULT_CAPS)
