@@ -314,3 +314,57 @@ fn payload_starts_with_default_signal_dispositions_and_empty_mask() {
         "{out}"
     );
 }
+
+/// Host pids of the processes in the PID namespace `ns` (as read from /proc/PID/ns/pid),
+/// with their state letter.
+fn processes_in_pid_ns(ns: &Path) -> Vec<(u32, char)> {
+    let mut v = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if std::fs::read_link(entry.path().join("ns/pid"))
+            .ok()
+            .as_deref()
+            == Some(ns)
+        {
+            let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+            let state = status
+                .lines()
+                .find_map(|l| l.strip_prefix("State:\t"))
+                .and_then(|s| s.chars().next())
+                .unwrap_or('?');
+            v.push((pid, state));
+        }
+    }
+    v
+}
+
+#[test]
+fn a_zombie_under_a_non_reaping_pid_1_is_reaped_when_the_sandbox_ends() {
+    let tmp = tempfile::tempdir().unwrap();
+    busybox_rootfs(tmp.path());
+    // PID 1 becomes `sleep`, which never reaps: its child turns into a zombie.
+    let mut sb = sandbox::spawn(
+        &sh(tmp.path(), "sleep 0.1 & exec sleep 1", Stdio::Null),
+        Path::new(INIT),
+    )
+    .unwrap();
+    let ns = std::fs::read_link(format!("/proc/{}/ns/pid", sb.container_pid())).unwrap();
+    assert_ne!(ns, std::fs::read_link("/proc/self/ns/pid").unwrap());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !processes_in_pid_ns(&ns).iter().any(|(_, s)| *s == 'Z') {
+        assert!(
+            Instant::now() < deadline,
+            "no zombie appeared: {:?}",
+            processes_in_pid_ns(&ns)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(sb.wait().unwrap(), 0);
+    assert_eq!(
+        processes_in_pid_ns(&ns),
+        [],
+        "processes (or zombies) left in the sandbox's namespace"
+    );
+}

@@ -916,6 +916,9 @@ fn payload(
         )
     })?;
 
+    // Docker's umask, whatever rbuild's caller had: file modes in a layer must not depend
+    // on the shell rbuild was started from.
+    nix::sys::stat::umask(Mode::from_bits_truncate(0o022));
     let mut env = req.env.clone();
     if req.set_home && !env.iter().any(|(k, _)| k == "HOME") {
         env.push((
