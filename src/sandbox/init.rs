@@ -1010,7 +1010,9 @@ fn setup_etc(root: &Path, scratch: &Path, req: &InitRequest) -> Result<(), Child
 }
 
 /// pivot_root into `root` (pivot_root(".", ".") then detach the old root, no put_old dir
-/// needed in the image); chroot when pivot_root is refused (e.g. a rootfs on ramfs).
+/// needed in the image). When pivot_root is refused (the host root is on ramfs/initramfs),
+/// do what runc's no-pivot mode does: move the new root's mount over `/` (so the host tree
+/// lies under a mount) and chroot into it.
 fn enter_root(root: &Path) -> Result<(), ChildReport> {
     nix::unistd::chdir(root).map_err(|e| setup_err("chdir to the new root", e))?;
     match nix::unistd::pivot_root(".", ".") {
@@ -1019,6 +1021,10 @@ fn enter_root(root: &Path) -> Result<(), ChildReport> {
                 .map_err(|e| setup_err("detaching the old root", e))?;
         }
         Err(_) => {
+            // Best effort: where the move is refused too, a plain chroot still isolates the
+            // filesystem view for everything but a process that uses CAP_SYS_CHROOT to
+            // break out (documented limitation of this fallback).
+            let _ = mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>);
             nix::unistd::chroot(".").map_err(|e| setup_err("chroot into the rootfs", e))?;
         }
     }
