@@ -480,12 +480,21 @@ fn kill_and_drop_leave_no_process_behind() {
         &format!("sleep 1{marker}1 & sleep 1{marker}2; echo never"),
     );
     let mut sb = sandbox::spawn(&s, Path::new(INIT)).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let sleeps = processes_with(marker)
-        .into_iter()
-        .filter(|p| p.contains(": sleep"))
-        .count();
-    assert_eq!(sleeps, 2, "{:?}", processes_with(marker));
+    let sleeps = || {
+        processes_with(marker)
+            .into_iter()
+            .filter(|p| p.contains(": sleep"))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while sleeps() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            processes_with(marker)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     sb.kill(Signal::SIGKILL).unwrap();
     assert_eq!(sb.wait().unwrap(), 137);
     assert!(
