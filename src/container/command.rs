@@ -200,10 +200,12 @@ mod tests {
         s.iter().map(|x| x.to_string()).collect()
     }
 
+    /// (image entrypoint, image cmd, --entrypoint, args) → argv
+    type Case<'a> = (&'a [&'a str], &'a [&'a str], Option<&'a str>, &'a [&'a str], &'a [&'a str]);
+
     #[test]
     fn entrypoint_and_cmd_follow_docker() {
-        // (image entrypoint, image cmd, --entrypoint, args) → argv
-        let cases: &[(&[&str], &[&str], Option<&str>, &[&str], &[&str])] = &[
+        let cases: &[Case] = &[
             (&[], &["sh"], None, &[], &["sh"]),
             (&[], &["sh"], None, &["ls", "-l"], &["ls", "-l"]),
             (&["/ep", "a"], &["c"], None, &[], &["/ep", "a", "c"]),

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 pub mod command;
 pub mod format;
 pub mod names;
+pub mod ops;
 pub mod procfs;
 pub mod state;
 
