@@ -1,0 +1,1 @@
+//! Safety checks on layer tar entries before a layer is accepted into the store.
