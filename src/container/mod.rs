@@ -20,6 +20,7 @@
 use std::path::{Path, PathBuf};
 
 pub mod command;
+pub mod create;
 pub mod format;
 pub mod names;
 pub mod ops;
@@ -71,6 +72,12 @@ pub enum ContainerError {
     /// A signal name or number that does not exist.
     #[error("invalid signal {0:?}: use a name like SIGTERM or a number")]
     InvalidSignal(String),
+    /// An image whose config and manifest disagree.
+    #[error("broken image {0}; load or build it again")]
+    BadImage(String),
+    /// The image store failed (unknown image, missing blob, ...).
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// A state file that does not parse.
     #[error("{}: {source}", path.display())]
     Json {
