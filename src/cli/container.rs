@@ -9,7 +9,7 @@ use anyhow::Context;
 use super::Globals;
 use crate::container::create::{NetworkMode, RunOptions};
 use crate::container::format::{ps_lines, PsOptions};
-use crate::container::{ops, Containers};
+use crate::container::{ops, start, Containers};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -82,18 +82,42 @@ impl RunArgs {
 
 pub fn run(g: &Globals, a: RunArgs) -> anyhow::Result<u8> {
     let opts = a.options();
-    if opts.detach && opts.auto_remove {
-        // allowed by Docker: the monitor removes the state after exit
-    }
     let root = g.root_dir();
     let store = crate::store::Store::open(&root)?;
-    let containers = Containers::open(&root)?;
-    let host_env = |k: &str| std::env::var(k).ok();
-    let c = crate::container::create::create(&store, &containers, &opts, &host_env)?;
+    let containers = open(&root)?;
     let exe = std::env::current_exe().context("cannot find the rbuild executable to start the sandbox")?;
-    let _ = exe;
-    let _ = c;
-    anyhow::bail!("run: starting the container is not implemented yet")
+    let host_env = |k: &str| std::env::var(k).ok();
+    let mut c = crate::container::create::create(&store, &containers, &opts, &host_env)?;
+    let started = if opts.detach {
+        start::run_detached(&containers, &mut c, &exe).map(|()| 0)
+    } else {
+        start::run_attached(&containers, &mut c, &exe)
+    };
+    match started {
+        Ok(code) => {
+            if opts.detach {
+                writeln!(std::io::stdout(), "{}", c.config.id)?;
+            }
+            Ok(u8::try_from(code).unwrap_or(255))
+        }
+        // Docker's exit codes for a process that could not start (127 not found, 126 not
+        // executable, 125 other): print the error here, since main always exits 1
+        Err(e) => match e.exit_code() {
+            Some(code) => {
+                let e = anyhow::Error::from(e);
+                writeln!(std::io::stderr(), "error: {}", super::render_error(&e))?;
+                Ok(u8::try_from(code).unwrap_or(125))
+            }
+            None => Err(e.into()),
+        },
+    }
+}
+
+/// The containers dir, with finished `--rm` containers cleaned up.
+fn open(root: &std::path::Path) -> anyhow::Result<Containers> {
+    let containers = Containers::open(root)?;
+    containers.collect_garbage()?;
+    Ok(containers)
 }
 
 #[derive(Debug, clap::Args)]
@@ -110,7 +134,7 @@ pub struct PsArgs {
 }
 
 pub fn ps(g: &Globals, a: PsArgs) -> anyhow::Result<u8> {
-    let containers = Containers::open(&g.root_dir())?;
+    let containers = open(&g.root_dir())?;
     let list = containers.list()?;
     let opts = PsOptions { all: a.all, quiet: a.quiet, no_trunc: a.no_trunc };
     let mut out = std::io::stdout().lock();
@@ -155,7 +179,7 @@ fn each(
 }
 
 pub fn stop(g: &Globals, a: StopArgs) -> anyhow::Result<u8> {
-    let containers = Containers::open(&g.root_dir())?;
+    let containers = open(&g.root_dir())?;
     each(&a.containers, |n| {
         let mut c = containers.find(n)?;
         ops::stop(&mut c, Duration::from_secs(a.time))?;
@@ -174,7 +198,7 @@ pub struct RmArgs {
 }
 
 pub fn rm(g: &Globals, a: RmArgs) -> anyhow::Result<u8> {
-    let containers = Containers::open(&g.root_dir())?;
+    let containers = open(&g.root_dir())?;
     each(&a.containers, |n| {
         let mut c = containers.find(n)?;
         ops::remove(&containers, &mut c, a.force)?;
@@ -193,7 +217,7 @@ pub struct LogsArgs {
 }
 
 pub fn logs(g: &Globals, a: LogsArgs) -> anyhow::Result<u8> {
-    let containers = Containers::open(&g.root_dir())?;
+    let containers = open(&g.root_dir())?;
     let c = containers.find(&a.container)?;
     let mut out = std::io::stdout().lock();
     ops::logs(&c, a.follow, &mut out)?;

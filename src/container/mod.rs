@@ -25,7 +25,10 @@ pub mod format;
 pub mod names;
 pub mod ops;
 pub mod procfs;
+mod signals;
+pub mod start;
 pub mod state;
+mod tty;
 
 pub use state::{Container, ContainerConfig, ContainerStatus, Containers, Observed, State};
 
@@ -75,6 +78,10 @@ pub enum ContainerError {
     /// An image whose config and manifest disagree.
     #[error("broken image {0}; load or build it again")]
     BadImage(String),
+    /// The sandbox could not start the container's process (exec errors carry Docker's
+    /// exit codes, see [`ContainerError::exit_code`]).
+    #[error("cannot start the container ({0}): {1}")]
+    Start(String, #[source] crate::sandbox::SandboxError),
     /// The image store failed (unknown image, missing blob, ...).
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),

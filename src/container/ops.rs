@@ -68,7 +68,7 @@ fn await_record(c: &mut Container, sig: Signal) -> Result<(), ContainerError> {
     let deadline = Instant::now() + RECORD_GRACE;
     loop {
         c.reload_status()?;
-        if c.status.state != State::Running {
+        if matches!(c.observe(), Observed::Exited { code: Some(_), .. } | Observed::Created) {
             return Ok(());
         }
         let monitor_alive = c
@@ -76,13 +76,7 @@ fn await_record(c: &mut Container, sig: Signal) -> Result<(), ContainerError> {
             .monitor_pid
             .is_some_and(|m| super::procfs::start_time(m).is_some());
         if !monitor_alive || Instant::now() >= deadline {
-            let mut s = c.status.clone();
-            s.state = State::Exited;
-            s.exit_code = Some(128 + sig as i32);
-            s.finished_at = Some(now_rfc3339());
-            s.pid = None;
-            s.pid_start = None;
-            return c.set_status(s);
+            return mark_exited(c, 128 + sig as i32);
         }
         std::thread::sleep(POLL);
     }
@@ -126,13 +120,14 @@ pub fn logs(c: &Container, follow: bool, out: &mut dyn Write) -> Result<(), Cont
     }
 }
 
-/// Record that the process `pid` (start time `start`) runs, watched by this process.
-pub fn mark_running(c: &mut Container, pid: i32) -> Result<(), ContainerError> {
+/// Record that the container's process `pid` runs, waited for by `monitor` (the sandbox's
+/// init).
+pub fn mark_running(c: &mut Container, pid: i32, monitor: i32) -> Result<(), ContainerError> {
     let mut s = ContainerStatus::created();
     s.state = State::Running;
     s.pid = Some(pid);
     s.pid_start = super::procfs::start_time(pid);
-    s.monitor_pid = Some(std::process::id() as i32);
+    s.monitor_pid = Some(monitor);
     s.started_at = Some(now_rfc3339());
     c.set_status(s)
 }

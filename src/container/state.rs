@@ -8,6 +8,7 @@
 //!     config.json      ContainerConfig: written once at creation
 //!     status           ContainerStatus (JSON): created → running → exited, replaced atomically
 //!     pid              the container process's host PID (text), while it runs
+//!     exitcode         the exit code, written by the sandbox's init when the process ends
 //!     log              stdout+stderr of a detached container
 //!     upper/ work/     the overlay's upper and work dirs: the container's own writes
 //! ```
@@ -16,7 +17,9 @@
 //! the new content, never a mix. A container is "running" only if its status says so *and*
 //! the recorded PID still exists with the recorded start time (`/proc/<pid>/stat` field 22),
 //! so a process that died behind rbuild's back, or a PID reused by another process, shows as
-//! exited.
+//! exited. A detached container's exit is recorded by the sandbox's init (it outlives
+//! rbuild) in `exitcode`; `status` keeps saying `running` until someone folds it in, so
+//! readers look at `exitcode` first.
 
 use std::fs;
 use std::io::Write;
@@ -166,6 +169,13 @@ impl Container {
                 code: s.exit_code,
                 finished_at: parse_time(s.finished_at.as_deref()),
             },
+            State::Running if self.exit_file_code().is_some() => Observed::Exited {
+                code: self.exit_file_code(),
+                finished_at: std::fs::metadata(self.exit_file())
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .map(DateTime::<Utc>::from),
+            },
             State::Running => match (s.pid, s.pid_start) {
                 (Some(pid), Some(start)) if super::procfs::is_same_process(pid, start) => {
                     Observed::Running { pid, started_at: parse_time(s.started_at.as_deref()) }
@@ -173,6 +183,16 @@ impl Container {
                 _ => Observed::Exited { code: None, finished_at: None },
             },
         }
+    }
+
+    /// The file the sandbox's init writes the exit code to when the process ends (also
+    /// after rbuild has gone, for detached containers).
+    pub fn exit_file(&self) -> PathBuf {
+        self.dir.join("exitcode")
+    }
+
+    fn exit_file_code(&self) -> Option<i32> {
+        fs::read_to_string(self.exit_file()).ok()?.trim().parse().ok()
     }
 
     /// Whether the process is running now.
@@ -322,6 +342,27 @@ impl Containers {
             (Some(_), Some(_)) => Err(ContainerError::Ambiguous(key.to_string())),
             (None, _) => Err(ContainerError::NotFound(key.to_string())),
         }
+    }
+
+    /// Remove the state of exited `--rm` containers whose exit nobody was left to act on
+    /// (detached ones: the sandbox's init records the exit but knows nothing of `--rm`).
+    /// Called at the start of every container command.
+    pub fn collect_garbage(&self) -> Result<(), ContainerError> {
+        let doomed: Vec<Container> = self
+            .list()?
+            .into_iter()
+            .filter(|c| c.config.auto_remove && matches!(c.observe(), Observed::Exited { .. }))
+            .collect();
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        let _lock = self.lock()?;
+        for c in doomed {
+            if c.dir.exists() {
+                self.remove(&c)?;
+            }
+        }
+        Ok(())
     }
 
     /// The container using `name`, if any.

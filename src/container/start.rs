@@ -1,0 +1,194 @@
+//! `rbuild run`, part two: start a created container in the sandbox and either stay
+//! attached (foreground) or let it go (detached).
+//!
+//! # Who waits for the process
+//!
+//! The sandbox's init process (`rbuild __sandbox-init`, the parent of the container's PID 1)
+//! waits for the container's process and writes its exit code to `<id>/exitcode`.
+//!
+//! - Foreground: rbuild keeps the [`Sandbox`] handle, wires stdio through, forwards the
+//!   signals it receives (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2) to the
+//!   container's process, waits, records the exit in `status`, and with `--rm` removes the
+//!   state. If rbuild itself dies, init kills the container (the socket to rbuild closes).
+//! - Detached (`-d`): stdout and stderr are appended to `<id>/log`, rbuild calls
+//!   [`Sandbox::detach`] and returns; init lives on as the container's monitor (in its own
+//!   session, so the terminal going away does not touch it) and writes `exitcode` when the
+//!   process ends. No second daemon is needed. `--rm` of a detached container is applied
+//!   by the next rbuild container command ([`Containers::collect_garbage`]).
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use crate::sandbox::{self, BindMount, Network, Rootfs, Sandbox, Spec, Stdio};
+
+use super::{ops, Container, ContainerError, Containers};
+
+/// The sandbox spec of a container.
+pub fn spec_for(c: &Container, stdio: Stdio) -> Spec {
+    let cfg = &c.config;
+    let mut spec = Spec::new(
+        Rootfs::Overlay { lower: cfg.lower_dirs.clone(), upper: c.upper_dir(), work: c.work_dir() },
+        cfg.argv.clone(),
+    );
+    spec.env = cfg.env.clone();
+    spec.cwd = cfg.workdir.clone().into();
+    spec.user = cfg.user.clone();
+    spec.hostname = cfg.hostname.clone();
+    spec.network = if cfg.network == "none" { Network::None } else { Network::Host };
+    spec.mounts = cfg
+        .volumes
+        .iter()
+        .map(|v| BindMount { src: v.host.clone(), dst: v.container.clone(), readonly: v.readonly })
+        .collect();
+    spec.stdio = stdio;
+    spec.status_file = Some(c.exit_file());
+    spec
+}
+
+/// Create the working directory in the upper dir when no layer has it (Docker creates a
+/// missing `-w`/`WORKDIR` directory; the sandbox requires it to exist).
+fn ensure_workdir(c: &Container) -> Result<(), ContainerError> {
+    let rel = c.config.workdir.trim_start_matches('/');
+    if rel.is_empty() {
+        return Ok(());
+    }
+    let exists = c
+        .config
+        .lower_dirs
+        .iter()
+        .any(|l| std::fs::symlink_metadata(l.join(rel)).is_ok());
+    if exists {
+        return Ok(());
+    }
+    let p = c.upper_dir().join(rel);
+    std::fs::create_dir_all(&p).map_err(|e| ContainerError::io(&p, e))
+}
+
+fn start(cs: &Containers, c: &mut Container, spec: &Spec, init_exe: &Path) -> Result<Sandbox, ContainerError> {
+    let started = ensure_workdir(c).and_then(|()| {
+        sandbox::spawn(spec, init_exe).map_err(|e| ContainerError::Start(c.config.image.clone(), e))
+    });
+    let sb = match started {
+        Ok(sb) => sb,
+        Err(e) => {
+            // the process never ran: leave no state behind
+            let _lock = cs.lock();
+            let _ = cs.remove(c);
+            return Err(e);
+        }
+    };
+    ops::mark_running(c, sb.container_pid() as i32, sb.pid() as i32)?;
+    Ok(sb)
+}
+
+/// Start a detached container; returns once its process runs. Output goes to its log.
+pub fn run_detached(cs: &Containers, c: &mut Container, init_exe: &Path) -> Result<(), ContainerError> {
+    let spec = spec_for(c, Stdio::File(c.log_path()));
+    let sb = start(cs, c, &spec, init_exe)?;
+    sb.detach().map_err(|e| ContainerError::Start(c.config.image.clone(), e))?;
+    Ok(())
+}
+
+/// How the foreground container's stdio is wired.
+fn stdio_mode(c: &Container) -> Stdio {
+    if c.config.tty {
+        Stdio::Pty
+    } else if c.config.interactive {
+        Stdio::Inherit
+    } else {
+        Stdio::Piped
+    }
+}
+
+/// Run a container in the foreground; returns its exit code.
+///
+/// Without `-i`/`-t`, stdout and stderr are copied to rbuild's and to the log. With `-i`
+/// (no `-t`), the container shares rbuild's stdio (the log stays empty). With `-t`, a pty:
+/// the host terminal is put in raw mode while it runs (with `-i`) and restored after.
+pub fn run_attached(cs: &Containers, c: &mut Container, init_exe: &Path) -> Result<i32, ContainerError> {
+    let spec = spec_for(c, stdio_mode(c));
+    let mut sb = start(cs, c, &spec, init_exe)?;
+    // before any thread starts, so every thread inherits the blocked signal mask
+    super::signals::forward_to(sb.container_pid() as i32);
+    let log = Arc::new(Mutex::new(
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(c.log_path())
+            .map_err(|e| ContainerError::io(c.log_path(), e))?,
+    ));
+    let mut pumps = Vec::new();
+    let mut _raw = None;
+    if let Some(master) = sb.take_pty() {
+        if c.config.interactive {
+            _raw = super::tty::RawMode::enable_on_stdin();
+            let mut to_pty = master.try_clone().map_err(|e| ContainerError::io("pty", e))?;
+            // stdin is read until rbuild exits: this thread is not joined
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut std::io::stdin().lock(), &mut to_pty);
+            });
+        }
+        pumps.push(tee(master, Output::Stdout, log.clone()));
+    }
+    if let Some(out) = sb.take_stdout() {
+        pumps.push(tee(out, Output::Stdout, log.clone()));
+    }
+    if let Some(err) = sb.take_stderr() {
+        pumps.push(tee(err, Output::Stderr, log.clone()));
+    }
+    let code = sb.wait().map_err(|e| ContainerError::Start(c.config.image.clone(), e))?;
+    for p in pumps {
+        let _ = p.join();
+    }
+    drop(_raw);
+    ops::mark_exited(c, code)?;
+    if c.config.auto_remove {
+        let _lock = cs.lock()?;
+        cs.remove(c)?;
+    }
+    Ok(code)
+}
+
+#[derive(Clone, Copy)]
+enum Output {
+    Stdout,
+    Stderr,
+}
+
+/// Copy `from` to rbuild's stdout or stderr and to the log until EOF (or EIO: a pty whose
+/// other side is closed).
+fn tee(mut from: File, to: Output, log: Arc<Mutex<File>>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 32 << 10];
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let chunk = &buf[..n];
+            let _ = match to {
+                Output::Stdout => {
+                    let mut o = std::io::stdout().lock();
+                    o.write_all(chunk).and_then(|()| o.flush())
+                }
+                Output::Stderr => std::io::stderr().lock().write_all(chunk),
+            };
+            if let Ok(mut l) = log.lock() {
+                let _ = l.write_all(chunk);
+            }
+        }
+    })
+}
+
+impl ContainerError {
+    /// The exit code `rbuild run` should end with for this error: Docker's 127 (command
+    /// not found) and 126 (not executable) for exec errors, 125 for other failures to
+    /// start the container.
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            ContainerError::Start(_, e) => Some(e.exit_code()),
+            _ => None,
+        }
+    }
+}
