@@ -147,6 +147,11 @@ impl<R: Read> HashingReader<R> {
         HashingReader { inner, hasher: Sha256::new(), len: 0 }
     }
 
+    /// Bytes read so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.len
+    }
+
     /// Read what is left (a tar reader stops before the end-of-archive padding), then return
     /// the digest and length of the whole stream.
     pub fn drain_and_finish(mut self) -> io::Result<(Digest, u64)> {

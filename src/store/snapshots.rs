@@ -10,8 +10,11 @@
 //! hashed and must equal the diff ID.
 
 use std::fs;
-use std::io::{BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::io::BufReader;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+use crate::snapshot;
 
 use super::{Descriptor, Digest, HashingReader, IoContext, Result, Store, StoreError};
 
@@ -25,19 +28,28 @@ impl Store {
     /// it is there already; returns the directory. `diff_id` is the layer's uncompressed
     /// digest from the image config; the content must match it.
     pub fn ensure_unpacked(&self, layer: &Descriptor, diff_id: &Digest) -> Result<PathBuf> {
+        Ok(self.ensure_unpacked_report(layer, diff_id)?.0)
+    }
+
+    /// [`Store::ensure_unpacked`], also returning the unpack's warnings (device nodes
+    /// skipped without privilege, xattrs refused, ...); empty when the snapshot existed.
+    pub fn ensure_unpacked_report(&self, layer: &Descriptor, diff_id: &Digest) -> Result<(PathBuf, Vec<String>)> {
         let dest = self.snapshot_dir(diff_id);
         if dest.is_dir() {
-            return Ok(dest);
+            return Ok((dest, Vec::new()));
         }
+        // prune must not take our half-unpacked temp dir (or the blob) away.
+        let _lease = self.lease()?;
         let blob = BufReader::with_capacity(256 << 10, self.open_blob(&layer.digest)?);
         let reader = super::archive::decompressed(blob, &layer.digest.to_string())?;
         let snaps = self.snapshots_dir();
         let tmp = tempfile::Builder::new().prefix(".tmp-").tempdir_in(&snaps).at(&snaps)?;
         let tree = tmp.path().join("tree");
         fs::create_dir(&tree).at(&tree)?;
+        fs::set_permissions(&tree, fs::Permissions::from_mode(0o755)).at(&tree)?;
         let mut hashing = HashingReader::new(reader);
-        unpack_overlay_ready(&mut hashing, &tree)
-            .map_err(|message| StoreError::Unpack { layer: layer.digest.clone(), message })?;
+        let report = snapshot::unpack_layer_with(&mut hashing, &tree, &snapshot::UnpackOptions::overlay_layer())
+            .map_err(|e| StoreError::Unpack { layer: layer.digest.clone(), message: e.to_string() })?;
         let (actual, _) = hashing.drain_and_finish().at(&self.blob_path(&layer.digest))?;
         if actual != *diff_id {
             return Err(StoreError::DigestMismatch {
@@ -53,12 +65,6 @@ impl Store {
             Err(e) => return Err(StoreError::Io { path: dest, source: e }),
         }
         super::sync_dir(&snaps)?;
-        Ok(dest)
+        Ok((dest, report.warnings))
     }
-}
-
-/// Unpack one layer into an empty `dest`, keeping whiteouts in overlay form.
-fn unpack_overlay_ready(tar: &mut dyn Read, dest: &Path) -> std::result::Result<(), String> {
-    let _ = (tar, dest);
-    Err("snapshot::unpack_layer is not merged yet".to_string())
 }
