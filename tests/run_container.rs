@@ -14,9 +14,7 @@ const RBUILD: &str = env!("CARGO_BIN_EXE_rbuild");
 fn busybox_archive() -> &'static Path {
     static ARCHIVE: OnceLock<PathBuf> = OnceLock::new();
     ARCHIVE.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("rbuild-run-tests-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let out = dir.join("busybox.tar");
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("run-busybox.tar");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/make-busybox.sh");
         let st = Command::new("sh").arg(script).arg(&out).status().unwrap();
         assert!(st.success(), "make-busybox.sh failed (is busybox-static installed?)");
@@ -27,6 +25,17 @@ fn busybox_archive() -> &'static Path {
 /// A fresh store root holding busybox:local.
 struct Root {
     dir: tempfile::TempDir,
+}
+
+/// A failed test must not leave detached containers running.
+impl Drop for Root {
+    fn drop(&mut self) {
+        if let Ok(out) = self.cmd(&["ps", "-a", "-q", "--no-trunc"]).output() {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = self.cmd(&["rm", "-f", id]).output();
+            }
+        }
+    }
 }
 
 impl Root {
@@ -345,9 +354,74 @@ fn killed_behind_our_back_shows_exited() {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
     wait_until("exited", Duration::from_secs(5), || r.ok(&["ps", "-q"]).is_empty());
     let line = ps_line(&r, "victim").unwrap();
-    assert!(line.contains("Exited"), "{line}");
+    assert!(line.contains("Exited (unknown)"), "{line}");
     // and rm works without -f
     r.ok(&["rm", "victim"]);
+}
+
+#[test]
+fn container_killed_alone_is_recorded_by_its_monitor() {
+    let r = Root::new();
+    let id = r.ok(&["run", "-d", "--name", "victim2", "busybox:local", "sleep", "1000"]);
+    let pid: i32 = std::fs::read_to_string(r.path().join("containers").join(id.trim()).join("pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    wait_until("exited", Duration::from_secs(5), || r.ok(&["ps", "-q"]).is_empty());
+    wait_until("exit code", Duration::from_secs(5), || ps_line(&r, "victim2").unwrap().contains("Exited (137)"));
+}
+
+#[test]
+fn detached_rm_is_cleaned_up_after_exit() {
+    let r = Root::new();
+    r.ok(&["run", "-d", "--rm", "--name", "gone", "busybox:local", "true"]);
+    wait_until("cleanup", Duration::from_secs(5), || ps_line(&r, "gone").is_none());
+    assert_eq!(r.containers(), Vec::<String>::new());
+}
+
+#[test]
+fn names_are_unique_under_concurrency() {
+    let r = Root::new();
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            r.cmd(&["run", "-d", "--name", "only", "busybox:local", "sleep", "1000"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let ok = children.into_iter().map(|mut c| c.wait().unwrap().success()).filter(|s| *s).count();
+    assert_eq!(ok, 1);
+    assert_eq!(r.containers().len(), 1);
+    r.ok(&["rm", "-f", "only"]);
+    assert_eq!(r.containers(), Vec::<String>::new());
+}
+
+#[test]
+fn stdin_tty_and_interactive() {
+    let r = Root::new();
+    let feed = |args: &[&str]| {
+        let mut c = r.cmd(args).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        std::io::Write::write_all(&mut c.stdin.take().unwrap(), b"typed\n").unwrap();
+        let out = c.wait_with_output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    // without -i the container's stdin is empty (Docker's behaviour)
+    assert_eq!(feed(&["run", "--rm", "busybox:local", "cat"]), (Some(0), String::new()));
+    // -i passes stdin through
+    assert_eq!(feed(&["run", "--rm", "-i", "busybox:local", "cat"]), (Some(0), "typed\n".to_string()));
+    // -t: stdin/stdout are a terminal inside (the pty turns \n into \r\n)
+    let out = r.ok(&["run", "--rm", "-t", "busybox:local", "sh", "-c", "test -t 0 && test -t 1 && echo tty"]);
+    assert_eq!(out, "tty\r\n");
+    let out = r.ok(&["run", "--rm", "busybox:local", "sh", "-c", "test -t 1 && echo tty || echo notty"]);
+    assert_eq!(out, "notty\n");
+    // -it: input reaches the process through the pty
+    let (code, out) = feed(&["run", "--rm", "-it", "busybox:local", "sh", "-c", "read x; echo got-$x"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("got-typed"), "{out:?}");
 }
 
 #[test]
