@@ -252,6 +252,18 @@ fn exit_code_env_workdir_user_and_args() {
     assert!(out.starts_with('d'), "{out}");
     let out = r.ok(&["run", "--rm", "--entrypoint", "echo", "busybox:local", "a", "b"]);
     assert_eq!(out, "a b\n");
+    // HOME from the image's /etc/passwd, as Docker sets it
+    assert_eq!(r.ok(&["run", "--rm", "-u", "nobody", "busybox:local", "sh", "-c", "echo $HOME; id -un"]), "/nonexistent\nnobody\n");
+    assert_eq!(r.ok(&["run", "--rm", "busybox:local", "sh", "-c", "echo $HOME $HOSTNAME"]).split(' ').next(), Some("/root"));
+}
+
+#[test]
+fn logs_follow_ends_with_the_container() {
+    let r = Root::new();
+    r.ok(&["run", "-d", "--name", "talker", "busybox:local", "sh", "-c", "echo a; sleep 1; echo b"]);
+    let t0 = Instant::now();
+    assert_eq!(r.ok(&["logs", "-f", "talker"]), "a\nb\n");
+    assert!(t0.elapsed() < Duration::from_secs(5));
 }
 
 #[test]
@@ -448,6 +460,9 @@ fn bad_input_is_a_clear_error_and_leaves_no_state() {
         (&["run", "busybox:local", "/etc/passwd"], 126, "/etc/passwd"),
         (&["run", "--entrypoint", "", "busybox:local"], 1, "no command specified"),
         (&["run", "-w", "relative", "busybox:local", "true"], 1, "absolute"),
+        (&["run", "-u", "nosuchuser", "busybox:local", "true"], 125, "nosuchuser"),
+        (&["run", "-e", "=x", "busybox:local", "true"], 1, "invalid environment variable"),
+        (&["run", "--env-file", "/no/such.env", "busybox:local", "true"], 1, "/no/such.env"),
         (&["run", "-v", "/no/such/dir:/x", "busybox:local", "true"], 1, "/no/such/dir"),
         (&["logs", "nosuch"], 1, "no such container"),
         (&["stop", "nosuch"], 1, "no such container"),

@@ -69,14 +69,14 @@ fn check_env_key(key: &str) -> Result<(), String> {
 /// The container's environment: the image's `Env`, then the user's entries (env files first,
 /// then `-e`, as Docker), each replacing an earlier entry with the same key. A bare `KEY`
 /// takes the host's value and is dropped when the host has none. `PATH` defaults to
-/// [`DEFAULT_PATH`], `HOSTNAME` is the container's hostname and `HOME` defaults to `/root`
-/// for the root user.
+/// [`DEFAULT_PATH`], `HOSTNAME` is the container's hostname and `HOME` defaults to `home`
+/// (the user's home directory, see [`home_dir`]).
 pub fn merge_env(
     image_env: &[String],
     user_entries: &[String],
     host_env: &dyn Fn(&str) -> Option<String>,
     hostname: &str,
-    user: Option<&str>,
+    home: &str,
 ) -> Result<Vec<(String, String)>, ContainerError> {
     let mut env: Vec<(String, String)> = Vec::new();
     let mut set = |k: &str, v: String| match env.iter_mut().find(|(ek, _)| ek == k) {
@@ -113,17 +113,30 @@ pub fn merge_env(
     if !env.iter().any(|(k, _)| k == "HOSTNAME") {
         env.insert(1.min(env.len()), ("HOSTNAME".into(), hostname.into()));
     }
-    let is_root = match user {
-        None | Some("") => true,
-        Some(u) => {
-            let name = u.split(':').next().unwrap_or(u);
-            name == "root" || name == "0"
-        }
-    };
-    if is_root && !env.iter().any(|(k, _)| k == "HOME") {
-        env.push(("HOME".into(), "/root".into()));
+    if !env.iter().any(|(k, _)| k == "HOME") {
+        env.push(("HOME".into(), home.into()));
     }
     Ok(env)
+}
+
+/// The home directory of `user` (name or uid, optionally `:group`) by the image's
+/// `/etc/passwd` text, as Docker sets `HOME`: `/root` for root without an entry, `/` for a
+/// user without one.
+pub fn home_dir(user: Option<&str>, passwd: Option<&str>) -> String {
+    let who = user.filter(|u| !u.is_empty()).map_or("root", |u| u.split(':').next().unwrap_or(u));
+    let who = if who.is_empty() { "root" } else { who };
+    let entry = passwd.and_then(|text| {
+        text.lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            let hit = f.len() >= 6 && (f[0] == who || (who.bytes().all(|b| b.is_ascii_digit()) && f[2] == who));
+            hit.then(|| f[5].to_string())
+        })
+    });
+    match entry {
+        Some(h) if !h.is_empty() => h,
+        _ if who == "root" || who == "0" => "/root".into(),
+        _ => "/".into(),
+    }
 }
 
 /// One `-v HOST:CTR[:ro|:rw]` bind mount.
@@ -244,7 +257,7 @@ mod tests {
             &v(&["B=file", "B=flag", "FROM_HOST", "NOT_ON_HOST", "C=x=y", "EMPTY="]),
             &host,
             "abc123",
-            None,
+            "/root",
         )
         .unwrap();
         let get = |k: &str| env.iter().find(|(ek, _)| ek == k).map(|(_, v)| v.as_str());
@@ -262,18 +275,30 @@ mod tests {
 
     #[test]
     fn env_defaults() {
-        let env = merge_env(&[], &[], &|_| None, "h", Some("1000")).unwrap();
+        let env = merge_env(&[], &[], &|_| None, "h", "/home/u").unwrap();
         assert_eq!(env[0], ("PATH".to_string(), DEFAULT_PATH.to_string()));
-        assert!(!env.iter().any(|(k, _)| k == "HOME"), "non-root gets HOME from the sandbox");
-        let env = merge_env(&[], &v(&["HOSTNAME=x"]), &|_| None, "h", Some("root:root")).unwrap();
+        assert!(env.contains(&("HOME".into(), "/home/u".into())));
+        let env = merge_env(&v(&["HOME=/img"]), &v(&["HOSTNAME=x"]), &|_| None, "h", "/root").unwrap();
         assert!(env.contains(&("HOSTNAME".into(), "x".into())));
-        assert!(env.contains(&("HOME".into(), "/root".into())));
+        assert!(env.contains(&("HOME".into(), "/img".into())));
+    }
+
+    #[test]
+    fn home_from_passwd() {
+        let pw = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\napp:x:1000:1000::/home/app:/bin/sh\n";
+        assert_eq!(home_dir(None, Some(pw)), "/root");
+        assert_eq!(home_dir(Some("app"), Some(pw)), "/home/app");
+        assert_eq!(home_dir(Some("1000:1000"), Some(pw)), "/home/app");
+        assert_eq!(home_dir(Some("65534"), Some(pw)), "/nonexistent");
+        assert_eq!(home_dir(Some("4242"), Some(pw)), "/");
+        assert_eq!(home_dir(Some("0"), None), "/root");
+        assert_eq!(home_dir(Some("app"), None), "/");
     }
 
     #[test]
     fn bad_env_entries() {
-        assert!(merge_env(&[], &v(&["=x"]), &|_| None, "h", None).is_err());
-        assert!(merge_env(&[], &v(&["A B=x"]), &|_| None, "h", None).is_err());
+        assert!(merge_env(&[], &v(&["=x"]), &|_| None, "h", "/").is_err());
+        assert!(merge_env(&[], &v(&["A B=x"]), &|_| None, "h", "/").is_err());
     }
 
     #[test]

@@ -107,16 +107,6 @@ pub fn create(
     let stop_signal = defaults.stop_signal.clone().unwrap_or_else(|| "SIGTERM".into());
     command::parse_signal(&stop_signal)?;
 
-    let id = new_id()?;
-    let hostname = opts.hostname.clone().unwrap_or_else(|| short_id(&id).to_string());
-    let env = command::merge_env(
-        defaults.env.as_deref().unwrap_or_default(),
-        &user_env,
-        host_env,
-        &hostname,
-        user.as_deref(),
-    )?;
-
     let diff_ids = &image.config.rootfs.diff_ids;
     if diff_ids.len() != image.manifest.layers.len() {
         return Err(ContainerError::BadImage(format!(
@@ -131,6 +121,17 @@ pub fn create(
         lower_dirs.push(store.ensure_unpacked(layer, diff_id)?);
     }
     lower_dirs.reverse();
+    let home = command::home_dir(user.as_deref(), read_passwd(&lower_dirs).as_deref());
+
+    let id = new_id()?;
+    let hostname = opts.hostname.clone().unwrap_or_else(|| short_id(&id).to_string());
+    let env = command::merge_env(
+        defaults.env.as_deref().unwrap_or_default(),
+        &user_env,
+        host_env,
+        &hostname,
+        &home,
+    )?;
 
     let _lock = containers.lock()?;
     let all = containers.list()?;
@@ -163,4 +164,24 @@ pub fn create(
         stop_signal,
         lower_dirs,
     })
+}
+
+/// The image's `/etc/passwd`: from the topmost layer that has the path (a whiteout or
+/// anything but a regular file there means the image has none).
+fn read_passwd(lower_dirs: &[PathBuf]) -> Option<String> {
+    for l in lower_dirs {
+        // never follow a layer's `etc` symlink: it would point into the host
+        match std::fs::symlink_metadata(l.join("etc")) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return None,
+            Err(_) => continue,
+        }
+        let p = l.join("etc/passwd");
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_file() => return std::fs::read_to_string(&p).ok(),
+            Ok(_) => return None,
+            Err(_) => continue,
+        }
+    }
+    None
 }

@@ -142,7 +142,11 @@ pub fn run_attached(cs: &Containers, c: &mut Container, init_exe: &Path) -> Resu
         let _ = p.join();
     }
     drop(_raw);
-    ops::mark_exited(c, code)?;
+    // `rm -f` from elsewhere may have removed the state already: then there is nothing
+    // to record, and the exit code is still ours to return
+    if c.dir.exists() {
+        ops::mark_exited(c, code)?;
+    }
     if c.config.auto_remove {
         let _lock = cs.lock()?;
         cs.remove(c)?;

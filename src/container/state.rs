@@ -404,7 +404,12 @@ impl Containers {
     /// leaves nothing `ps` would show.
     pub fn remove(&self, c: &Container) -> Result<(), ContainerError> {
         let gone = self.dir.join(format!(".rm-{}", c.config.id));
-        fs::rename(&c.dir, &gone).map_err(|e| ContainerError::io(&c.dir, e))?;
+        match fs::rename(&c.dir, &gone) {
+            Ok(()) => {}
+            // removed by someone else meanwhile (rm -f racing a --rm container)
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(ContainerError::io(&c.dir, e)),
+        }
         fs::remove_dir_all(&gone).map_err(|e| ContainerError::io(&gone, e))?;
         fsync_dir(&self.dir)
     }
