@@ -87,8 +87,13 @@ fn start(cs: &Containers, c: &mut Container, spec: &Spec, init_exe: &Path) -> Re
 pub fn run_detached(cs: &Containers, c: &mut Container, init_exe: &Path) -> Result<(), ContainerError> {
     let spec = spec_for(c, Stdio::File(c.log_path()));
     let sb = start(cs, c, &spec, init_exe)?;
-    sb.detach().map_err(|e| ContainerError::Start(c.config.image.clone(), e))?;
-    Ok(())
+    match sb.detach() {
+        Ok(_) => Ok(()),
+        // A process that ends at once (`run -d img true`) can take init with it before the
+        // detach request arrives; init has recorded the exit code, and that is a success.
+        Err(_) if c.exit_file().exists() => Ok(()),
+        Err(e) => Err(ContainerError::Start(c.config.image.clone(), e)),
+    }
 }
 
 /// How the foreground container's stdio is wired.
