@@ -18,11 +18,15 @@ const FORWARDED: [Signal; 6] = [
     Signal::SIGUSR2,
 ];
 
-/// Start forwarding to `pid`. Call before starting other threads.
-pub(crate) fn forward_to(pid: i32) {
+/// Start forwarding to `pid`; SIGWINCH calls `on_winch` instead (pty resize). Call before
+/// starting other threads.
+pub(crate) fn forward_to(pid: i32, on_winch: Option<Box<dyn Fn() + Send>>) {
     let mut set = SigSet::empty();
     for s in FORWARDED {
         set.add(s);
+    }
+    if on_winch.is_some() {
+        set.add(Signal::SIGWINCH);
     }
     if set.thread_block().is_err() {
         return;
@@ -30,6 +34,12 @@ pub(crate) fn forward_to(pid: i32) {
     std::thread::spawn(move || {
         let mut interrupts = 0;
         while let Ok(sig) = set.wait() {
+            if sig == Signal::SIGWINCH {
+                if let Some(f) = &on_winch {
+                    f();
+                }
+                continue;
+            }
             let mut send = sig;
             if sig == Signal::SIGINT {
                 interrupts += 1;

@@ -115,8 +115,23 @@ fn stdio_mode(c: &Container) -> Stdio {
 pub fn run_attached(cs: &Containers, c: &mut Container, init_exe: &Path) -> Result<i32, ContainerError> {
     let spec = spec_for(c, stdio_mode(c));
     let mut sb = start(cs, c, &spec, init_exe)?;
+    let master = sb.take_pty();
+    let on_winch: Option<Box<dyn Fn() + Send>> = match &master {
+        Some(m) => {
+            if let Some(size) = super::tty::stdin_size() {
+                super::tty::set_size(m, size);
+            }
+            let m = m.try_clone().map_err(|e| ContainerError::io("pty", e))?;
+            Some(Box::new(move || {
+                if let Some(size) = super::tty::stdin_size() {
+                    super::tty::set_size(&m, size);
+                }
+            }))
+        }
+        None => None,
+    };
     // before any thread starts, so every thread inherits the blocked signal mask
-    super::signals::forward_to(sb.container_pid() as i32);
+    super::signals::forward_to(sb.container_pid() as i32, on_winch);
     let log = Arc::new(Mutex::new(
         std::fs::OpenOptions::new()
             .append(true)
@@ -125,7 +140,7 @@ pub fn run_attached(cs: &Containers, c: &mut Container, init_exe: &Path) -> Resu
     ));
     let mut pumps = Vec::new();
     let mut _raw = None;
-    if let Some(master) = sb.take_pty() {
+    if let Some(master) = master {
         if c.config.interactive {
             _raw = super::tty::RawMode::enable_on_stdin();
             let mut to_pty = master.try_clone().map_err(|e| ContainerError::io("pty", e))?;

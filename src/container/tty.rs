@@ -26,3 +26,36 @@ impl Drop for RawMode {
         let _ = tcsetattr(std::io::stdin().as_fd(), SetArg::TCSADRAIN, &self.saved);
     }
 }
+
+/// The size (rows, cols) of the terminal on stdin, asked of `stty` (no ioctl here: all
+/// `unsafe` lives in the sandbox module). `None` when stdin is not a terminal.
+pub(crate) fn stdin_size() -> Option<(u16, u16)> {
+    use std::os::fd::AsRawFd;
+    if !nix::unistd::isatty(std::io::stdin().as_raw_fd()).unwrap_or(false) {
+        return None;
+    }
+    let out = std::process::Command::new("stty")
+        .arg("size")
+        .stdin(std::process::Stdio::inherit())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut it = text.split_whitespace().map(|w| w.parse::<u16>().ok());
+    match (it.next().flatten(), it.next().flatten()) {
+        (Some(r), Some(c)) if r > 0 && c > 0 => Some((r, c)),
+        _ => None,
+    }
+}
+
+/// Set the size of the pty whose master is `master` (TIOCSWINSZ on the master applies to
+/// the pair), through `stty` on it.
+pub(crate) fn set_size(master: &std::fs::File, (rows, cols): (u16, u16)) {
+    let Ok(m) = master.try_clone() else { return };
+    let _ = std::process::Command::new("stty")
+        .args(["rows", &rows.to_string(), "cols", &cols.to_string()])
+        .stdin(m)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+}
