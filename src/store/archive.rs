@@ -152,8 +152,15 @@ impl Store {
     /// Load a docker-archive or OCI archive (plain or gzip). Every digest is verified and
     /// every layer checked before anything is stored.
     pub fn load_archive(&self, path: &Path) -> Result<LoadReport> {
+        let f = File::open(path).at(path)?;
+        self.load_from(f, &path.display().to_string())
+    }
+
+    /// [`Store::load_archive`] from a stream (`rbuild load` without `-i` reads stdin);
+    /// `name` names it in errors.
+    pub fn load_from(&self, input: impl Read, name: &str) -> Result<LoadReport> {
         let _lease = self.lease()?;
-        let staged = self.stage(path)?;
+        let staged = self.stage(input, name)?;
         let mut report = LoadReport::default();
         let plans = if staged.get("manifest.json").is_some() {
             self.plan_docker(&staged, &mut report.warnings)?
@@ -182,18 +189,18 @@ impl Store {
         Ok(report)
     }
 
-    fn stage(&self, path: &Path) -> Result<Staged> {
-        let archive = path.display().to_string();
+    fn stage(&self, input: impl Read, name: &str) -> Result<Staged> {
+        let archive = name.to_string();
         let bad = |reason: String| StoreError::BadArchive { file: archive.clone(), reason };
-        let f = File::open(path).at(path)?;
-        let reader = decompressed(BufReader::with_capacity(256 << 10, f), &archive)?;
+        let reader = decompressed(BufReader::with_capacity(256 << 10, input), &archive)?;
         let tmp = self.tmp_dir();
         let dir = tempfile::Builder::new().prefix("load-").tempdir_in(&tmp).at(&tmp)?;
         let mut files = HashMap::new();
         let mut links = HashMap::new();
         let mut ar = tar::Archive::new(Counting { inner: reader, count: 0 });
         let mut last_end = 0u64;
-        let not_tar = |e: io::Error| bad(format!("not a valid tar archive (truncated or corrupt?): {e}"));
+        let not_tar =
+            |e: io::Error| bad(format!("not a valid tar archive (truncated or corrupt?): {}", super::one_line(&e.to_string())));
         let mut n = 0usize;
         for entry in ar.entries().map_err(not_tar)? {
             let mut entry = entry.map_err(not_tar)?;

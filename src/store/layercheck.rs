@@ -58,7 +58,7 @@ pub(crate) fn check_layer(r: impl Read, layer: &str) -> Result<LayerInfo, StoreE
         let mut ar = tar::Archive::new(&mut hashing);
         let bad_tar = |e: std::io::Error| StoreError::BadArchive {
             file: format!("layer {layer}"),
-            reason: format!("not a valid tar stream (truncated or corrupt?): {e}"),
+            reason: format!("not a valid tar stream (truncated or corrupt?): {}", super::one_line(&e.to_string())),
         };
         let mut symlinks: HashSet<String> = HashSet::new();
         for entry in ar.entries().map_err(bad_tar)? {
@@ -90,6 +90,9 @@ pub(crate) fn check_layer(r: impl Read, layer: &str) -> Result<LayerInfo, StoreE
     }
     // The tar crate takes a clean EOF at a header boundary for the end; a real archive
     // ends with a zero block, so a stream without one was cut short.
+    if hashing.bytes_read() == 0 {
+        return Err(StoreError::BadArchive { file: format!("layer {layer}"), reason: "empty, not a tar archive".into() });
+    }
     if hashing.bytes_read() < last_end + 512 {
         return Err(StoreError::BadArchive {
             file: format!("layer {layer}"),
@@ -98,7 +101,7 @@ pub(crate) fn check_layer(r: impl Read, layer: &str) -> Result<LayerInfo, StoreE
     }
     let (diff_id, size) = hashing.drain_and_finish().map_err(|e| StoreError::BadArchive {
         file: format!("layer {layer}"),
-        reason: format!("read error: {e}"),
+        reason: format!("read error: {}", super::one_line(&e.to_string())),
     })?;
     Ok(LayerInfo { diff_id, size })
 }

@@ -47,7 +47,7 @@ pub mod reference;
 mod snapshots;
 pub mod types;
 
-pub use archive::{ArchiveFormat, LoadReport};
+pub use archive::{ArchiveFormat, LoadReport, LoadedImage};
 pub use blob::BlobWriter;
 pub use cache::CacheRecord;
 pub use digest::{Digest, HashingReader, HashingWriter, InvalidDigest};
@@ -231,6 +231,17 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     tmp.as_file().sync_all().at(path)?;
     tmp.persist(path).map_err(|e| StoreError::Io { path: path.to_path_buf(), source: e.error })?;
     sync_dir(dir)
+}
+
+/// An error text from a parser (the tar crate quotes raw header bytes) made safe for a
+/// one-line message: control characters become spaces, long texts are cut.
+pub(crate) fn one_line(s: &str) -> String {
+    let mut out: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    out = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    if out.chars().count() > 160 {
+        out = out.chars().take(160).collect::<String>() + "…";
+    }
+    out
 }
 
 /// fsync a directory so a rename in it survives a crash.
