@@ -148,6 +148,8 @@ pub fn run_attached(cs: &Containers, c: &mut Container, init_exe: &Path) -> Resu
             std::thread::spawn(move || {
                 let _ = std::io::copy(&mut std::io::stdin().lock(), &mut to_pty);
             });
+        } else {
+            _raw = super::tty::RawMode::raw_output_on_stdout();
         }
         pumps.push(tee(master, Output::Stdout, log.clone()));
     }

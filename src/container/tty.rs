@@ -7,23 +7,40 @@ use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
 /// Restores the saved terminal settings when dropped.
 pub(crate) struct RawMode {
     saved: Termios,
+    on_stdout: bool,
 }
 
 impl RawMode {
-    /// Put stdin's terminal in raw mode; `None` when stdin is not a terminal.
+    /// Put stdin's terminal in raw mode (for `-it`: keys, Ctrl-C included, go to the
+    /// container's pty); `None` when stdin is not a terminal.
     pub(crate) fn enable_on_stdin() -> Option<RawMode> {
         let stdin = std::io::stdin();
         let saved = tcgetattr(stdin.as_fd()).ok()?;
         let mut raw = saved.clone();
         cfmakeraw(&mut raw);
         tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw).ok()?;
-        Some(RawMode { saved })
+        Some(RawMode { saved, on_stdout: false })
+    }
+
+    /// Turn off output processing on stdout's terminal (for `-t` without `-i`): the
+    /// container's pty already turned `\n` into `\r\n`. Ctrl-C keeps signalling rbuild.
+    pub(crate) fn raw_output_on_stdout() -> Option<RawMode> {
+        let stdout = std::io::stdout();
+        let saved = tcgetattr(stdout.as_fd()).ok()?;
+        let mut raw = saved.clone();
+        raw.output_flags.remove(nix::sys::termios::OutputFlags::OPOST);
+        tcsetattr(stdout.as_fd(), SetArg::TCSANOW, &raw).ok()?;
+        Some(RawMode { saved, on_stdout: true })
     }
 }
 
 impl Drop for RawMode {
     fn drop(&mut self) {
-        let _ = tcsetattr(std::io::stdin().as_fd(), SetArg::TCSADRAIN, &self.saved);
+        let _ = if self.on_stdout {
+            tcsetattr(std::io::stdout().as_fd(), SetArg::TCSADRAIN, &self.saved)
+        } else {
+            tcsetattr(std::io::stdin().as_fd(), SetArg::TCSADRAIN, &self.saved)
+        };
     }
 }
 
