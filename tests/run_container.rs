@@ -5,22 +5,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-const RBUILD: &str = env!("CARGO_BIN_EXE_rbuild");
+mod common;
 
-/// The busybox:local OCI archive, made once per test process.
-fn busybox_archive() -> &'static Path {
-    static ARCHIVE: OnceLock<PathBuf> = OnceLock::new();
-    ARCHIVE.get_or_init(|| {
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("run-busybox.tar");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/make-busybox.sh");
-        let st = Command::new("sh").arg(script).arg(&out).status().unwrap();
-        assert!(st.success(), "make-busybox.sh failed (is busybox-static installed?)");
-        out
-    })
-}
+const RBUILD: &str = env!("CARGO_BIN_EXE_rbuild");
 
 /// A fresh store root holding busybox:local.
 struct Root {
@@ -40,9 +29,7 @@ impl Drop for Root {
 
 impl Root {
     fn new() -> Root {
-        let dir = tempfile::Builder::new().prefix("rbuild-run-").tempdir_in("/tmp").unwrap();
-        let store = rbuild::store::Store::open(dir.path()).unwrap();
-        store.load_archive(busybox_archive()).unwrap();
+        let (dir, _store) = common::store_with_busybox();
         Root { dir }
     }
 
@@ -481,12 +468,7 @@ fn bad_input_is_a_clear_error_and_leaves_no_state() {
 fn image_without_cmd_or_entrypoint_is_refused() {
     let r = Root::new();
     // an image made by import has no Cmd and no Entrypoint
-    let rootfs = r.path().join("rootfs.tar");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/make-busybox.sh");
-    assert!(Command::new("sh").arg(script).arg("--rootfs").arg(&rootfs).status().unwrap().success());
-    let store = rbuild::store::Store::open(r.path()).unwrap();
-    let tag = rbuild::store::Reference::parse("nocmd:1").unwrap();
-    store.import_rootfs(&rootfs, Some(&tag), None).unwrap();
+    r.ok(&["import", common::busybox_rootfs_tar().to_str().unwrap(), "nocmd:1"]);
     let before = r.containers();
     let (code, _, err) = r.rb(&["run", "nocmd:1"]);
     assert_eq!(code, 1);
