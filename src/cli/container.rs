@@ -82,6 +82,9 @@ impl RunArgs {
 
 pub fn run(g: &Globals, a: RunArgs) -> anyhow::Result<u8> {
     let opts = a.options();
+    if opts.detach && opts.tty {
+        writeln!(std::io::stderr(), "warning: -t is ignored with -d: a detached container's output goes to its log without a pty")?;
+    }
     let root = g.root_dir();
     let store = crate::store::Store::open(&root)?;
     let containers = open(&root)?;

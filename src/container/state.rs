@@ -365,6 +365,15 @@ impl Containers {
         Ok(())
     }
 
+    /// The snapshot dirs (image layers) that recorded containers use as overlay lower
+    /// dirs: a prune must keep them while the containers exist.
+    pub fn lower_dirs_in_use(&self) -> Result<Vec<PathBuf>, ContainerError> {
+        let mut dirs: Vec<PathBuf> = self.list()?.into_iter().flat_map(|c| c.config.lower_dirs).collect();
+        dirs.sort();
+        dirs.dedup();
+        Ok(dirs)
+    }
+
     /// The container using `name`, if any.
     pub fn by_name(&self, name: &str) -> Result<Option<Container>, ContainerError> {
         Ok(self.list()?.into_iter().find(|c| c.config.name == name))
@@ -481,6 +490,7 @@ mod tests {
         assert!(matches!(cs.find("ffff"), Err(ContainerError::NotFound(_))));
         assert!(matches!(cs.find("gamma"), Err(ContainerError::NotFound(_))));
         assert!(cs.by_name("alpha").unwrap().is_some());
+        assert!(cs.lower_dirs_in_use().unwrap().is_empty());
 
         cs.remove(&cb).unwrap();
         assert!(!cb.dir.exists());
