@@ -19,16 +19,40 @@ struct E<'a> {
 }
 
 fn file<'a>(name: &'a str, data: &'a [u8]) -> E<'a> {
-    E { name, kind: tar::EntryType::Regular, link: "", data, mode: 0o644 }
+    E {
+        name,
+        kind: tar::EntryType::Regular,
+        link: "",
+        data,
+        mode: 0o644,
+    }
 }
 fn dir(name: &str) -> E<'_> {
-    E { name, kind: tar::EntryType::Directory, link: "", data: b"", mode: 0o755 }
+    E {
+        name,
+        kind: tar::EntryType::Directory,
+        link: "",
+        data: b"",
+        mode: 0o755,
+    }
 }
 fn symlink<'a>(name: &'a str, target: &'a str) -> E<'a> {
-    E { name, kind: tar::EntryType::Symlink, link: target, data: b"", mode: 0o777 }
+    E {
+        name,
+        kind: tar::EntryType::Symlink,
+        link: target,
+        data: b"",
+        mode: 0o777,
+    }
 }
 fn hardlink<'a>(name: &'a str, target: &'a str) -> E<'a> {
-    E { name, kind: tar::EntryType::Link, link: target, data: b"", mode: 0o644 }
+    E {
+        name,
+        kind: tar::EntryType::Link,
+        link: target,
+        data: b"",
+        mode: 0o644,
+    }
 }
 
 fn tar_of(entries: &[E]) -> Vec<u8> {
@@ -60,7 +84,11 @@ struct Oci {
 /// An OCI archive holding one image `bad:1` with `layer` as its only layer.
 fn oci_archive(layer: &[u8], o: Oci) -> Vec<u8> {
     let layer_d = Digest::of_bytes(layer);
-    let diff = if o.wrong_diff_id { Digest::of_bytes(b"something else") } else { layer_d.clone() };
+    let diff = if o.wrong_diff_id {
+        Digest::of_bytes(b"something else")
+    } else {
+        layer_d.clone()
+    };
     let config = format!(
         r#"{{"architecture":"amd64","os":"linux","config":{{}},"rootfs":{{"type":"layers","diff_ids":["{diff}"]}}}}"#
     );
@@ -109,7 +137,11 @@ fn refused(bytes: &[u8], want: &str) {
     assert!(err.contains(want), "expected {want:?} in: {err}");
     assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
     assert!(err.starts_with("error: "), "{err}");
-    assert_eq!(store_state(r), before, "the store changed after a failed load");
+    assert_eq!(
+        store_state(r),
+        before,
+        "the store changed after a failed load"
+    );
     for d in ["ingest", "tmp"] {
         let left: Vec<_> = std::fs::read_dir(r.join(d)).unwrap().collect();
         assert!(left.is_empty(), "{d}/ not cleaned up: {left:?}");
@@ -149,24 +181,54 @@ fn truncated_archive() {
 
 #[test]
 fn not_a_tar_file() {
-    refused(&b"this is not a tar archive\n".repeat(100), "not a valid tar archive");
+    refused(
+        &b"this is not a tar archive\n".repeat(100),
+        "not a valid tar archive",
+    );
     refused(b"", "not an image archive");
     refused(&tar_of(&[file("hello.txt", b"hi")]), "not an image archive");
 }
 
 #[test]
 fn blob_whose_digest_does_not_match() {
-    refused(&oci_archive(&good_layer(), Oci { corrupt_layer_blob: true, ..Oci::default() }), "corrupt archive");
+    refused(
+        &oci_archive(
+            &good_layer(),
+            Oci {
+                corrupt_layer_blob: true,
+                ..Oci::default()
+            },
+        ),
+        "corrupt archive",
+    );
 }
 
 #[test]
 fn layer_whose_diff_id_does_not_match() {
-    refused(&oci_archive(&good_layer(), Oci { wrong_diff_id: true, ..Oci::default() }), "digest mismatch");
+    refused(
+        &oci_archive(
+            &good_layer(),
+            Oci {
+                wrong_diff_id: true,
+                ..Oci::default()
+            },
+        ),
+        "digest mismatch",
+    );
 }
 
 #[test]
 fn manifest_naming_a_missing_blob() {
-    refused(&oci_archive(&good_layer(), Oci { drop_layer_blob: true, ..Oci::default() }), "missing from the archive");
+    refused(
+        &oci_archive(
+            &good_layer(),
+            Oci {
+                drop_layer_blob: true,
+                ..Oci::default()
+            },
+        ),
+        "missing from the archive",
+    );
 }
 
 #[test]
@@ -183,10 +245,23 @@ fn layer_entry_with_absolute_path() {
 
 #[test]
 fn symlink_outside_then_write_through_it() {
-    let layer = tar_of(&[symlink("escape", "/etc"), file("escape/passwd", b"root::0:0::/:/bin/sh\n")]);
-    refused(&oci_archive(&layer, Oci::default()), "written through the symlink escape");
-    let layer = tar_of(&[symlink("up", "../../../.."), dir("up/tmp/"), file("up/tmp/x", b"x")]);
-    refused(&oci_archive(&layer, Oci::default()), "written through the symlink up");
+    let layer = tar_of(&[
+        symlink("escape", "/etc"),
+        file("escape/passwd", b"root::0:0::/:/bin/sh\n"),
+    ]);
+    refused(
+        &oci_archive(&layer, Oci::default()),
+        "written through the symlink escape",
+    );
+    let layer = tar_of(&[
+        symlink("up", "../../../.."),
+        dir("up/tmp/"),
+        file("up/tmp/x", b"x"),
+    ]);
+    refused(
+        &oci_archive(&layer, Oci::default()),
+        "written through the symlink up",
+    );
 }
 
 #[test]
@@ -205,7 +280,10 @@ fn import_refuses_unsafe_rootfs_and_junk() {
     let before = store_state(r);
     for (bytes, want) in [
         (tar_of(&[file("../evil", b"x")]), "path leaves the root"),
-        (tar_of(&[symlink("l", "/"), file("l/x", b"x")]), "written through the symlink"),
+        (
+            tar_of(&[symlink("l", "/"), file("l/x", b"x")]),
+            "written through the symlink",
+        ),
         (b"junk".repeat(300), "not a valid tar"),
         (Vec::new(), "empty"),
     ] {
@@ -242,14 +320,18 @@ fn device_nodes_are_kept_and_created_only_with_privilege() {
     rbuild_ok(root.path(), &["load", "-i", f.to_str().unwrap()]);
     let store = rbuild::store::Store::open(root.path()).unwrap();
     let img = store.resolve("bad:1").unwrap();
-    let (dir, warnings) =
-        store.ensure_unpacked_report(&img.manifest.layers[0], &img.config.rootfs.diff_ids[0]).unwrap();
+    let (dir, warnings) = store
+        .ensure_unpacked_report(&img.manifest.layers[0], &img.config.rootfs.diff_ids[0])
+        .unwrap();
     let p = dir.join("dev/null2");
     if nix::unistd::geteuid().is_root() {
         use std::os::unix::fs::FileTypeExt;
         assert!(p.symlink_metadata().unwrap().file_type().is_char_device());
     } else {
         assert!(!p.exists());
-        assert!(warnings.iter().any(|w| w.contains("dev/null2")), "{warnings:?}");
+        assert!(
+            warnings.iter().any(|w| w.contains("dev/null2")),
+            "{warnings:?}"
+        );
     }
 }

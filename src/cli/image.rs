@@ -11,7 +11,12 @@ use crate::store::{ArchiveFormat, ImageRecord, Reference, Store};
 
 fn open_store(g: &Globals) -> anyhow::Result<Store> {
     let root = g.root_dir();
-    Store::open(&root).with_context(|| format!("cannot open the store at {} (set --root or RBUILD_ROOT)", root.display()))
+    Store::open(&root).with_context(|| {
+        format!(
+            "cannot open the store at {} (set --root or RBUILD_ROOT)",
+            root.display()
+        )
+    })
 }
 
 /// Print to stdout, ignoring a closed pipe (`rbuild images | head`).
@@ -29,8 +34,15 @@ fn warn(msg: &str) {
 /// Columns separated by three spaces, each as wide as its widest cell (Docker's tabwriter).
 fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> =
-        (0..cols).map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
     let mut out = String::new();
     for r in rows {
         let mut line = String::new();
@@ -56,7 +68,11 @@ pub fn human_size(bytes: u64) -> String {
         v /= 1000.0;
         u += 1;
     }
-    let int_digits = if v < 1.0 { 1 } else { (v.log10().floor() as i32) + 1 };
+    let int_digits = if v < 1.0 {
+        1
+    } else {
+        (v.log10().floor() as i32) + 1
+    };
     let decimals = (3 - int_digits).max(0) as usize;
     let mut s = format!("{v:.decimals$}");
     if s.contains('.') {
@@ -133,7 +149,10 @@ pub struct ImagesArgs {
 pub fn images(g: &Globals, a: ImagesArgs) -> anyhow::Result<u8> {
     let store = open_store(g)?;
     let filter = a.reference.as_deref().map(Reference::parse).transpose()?;
-    let explicit_tag = a.reference.as_deref().is_some_and(|r| r.rsplit('/').next().is_some_and(|l| l.contains(':')));
+    let explicit_tag = a
+        .reference
+        .as_deref()
+        .is_some_and(|r| r.rsplit('/').next().is_some_and(|l| l.contains(':')));
     let mut imgs = store.list_images()?;
     imgs.sort_by(|x, y| y.config.created.cmp(&x.config.created));
     let mut rows = Vec::new();
@@ -169,7 +188,11 @@ pub fn images(g: &Globals, a: ImagesArgs) -> anyhow::Result<u8> {
             if a.digests {
                 row.push(img.manifest_desc.digest.to_string());
             }
-            row.extend([id, human_ago(img.config.created.as_deref()), human_size(img.size())]);
+            row.extend([
+                id,
+                human_ago(img.config.created.as_deref()),
+                human_size(img.size()),
+            ]);
             rows.push(row);
         }
     }
@@ -252,7 +275,11 @@ fn inspect_doc(img: &ImageRecord) -> InspectImage<'_> {
         repo_tags: img.tags.iter().map(|t| t.familiar_tagged()).collect(),
         repo_digests,
         parent: "",
-        comment: c.history.last().and_then(|h| h.comment.clone()).unwrap_or_default(),
+        comment: c
+            .history
+            .last()
+            .and_then(|h| h.comment.clone())
+            .unwrap_or_default(),
         created: c.created.clone().unwrap_or_default(),
         author: c.author.clone().unwrap_or_default(),
         config: c.config.clone().unwrap_or_default(),
@@ -260,7 +287,10 @@ fn inspect_doc(img: &ImageRecord) -> InspectImage<'_> {
         variant: c.variant.as_deref(),
         os: &c.os,
         size: img.size(),
-        root_fs: InspectRootFs { kind: &c.rootfs.kind, layers: &c.rootfs.diff_ids },
+        root_fs: InspectRootFs {
+            kind: &c.rootfs.kind,
+            layers: &c.rootfs.diff_ids,
+        },
         manifest: InspectManifest {
             digest: &img.manifest_desc.digest,
             media_type: &img.manifest_desc.media_type,
@@ -269,7 +299,11 @@ fn inspect_doc(img: &ImageRecord) -> InspectImage<'_> {
                 .manifest
                 .layers
                 .iter()
-                .map(|l| InspectLayer { digest: &l.digest, size: l.size, media_type: &l.media_type })
+                .map(|l| InspectLayer {
+                    digest: &l.digest,
+                    size: l.size,
+                    media_type: &l.media_type,
+                })
                 .collect(),
         },
     }
@@ -285,7 +319,11 @@ fn pretty<T: serde::Serialize>(v: &T) -> anyhow::Result<String> {
 
 pub fn inspect(g: &Globals, a: InspectArgs) -> anyhow::Result<u8> {
     let store = open_store(g)?;
-    let imgs = a.images.iter().map(|n| store.resolve(n)).collect::<Result<Vec<_>, _>>()?;
+    let imgs = a
+        .images
+        .iter()
+        .map(|n| store.resolve(n))
+        .collect::<Result<Vec<_>, _>>()?;
     let docs: Vec<InspectImage> = imgs.iter().map(inspect_doc).collect();
     out!("{}", pretty(&docs)?);
     Ok(0)
@@ -312,8 +350,16 @@ pub fn history(g: &Globals, a: HistoryArgs) -> anyhow::Result<u8> {
     let mut layers = img.manifest.layers.iter();
     let mut rows: Vec<Vec<String>> = Vec::new();
     for h in &img.config.history {
-        let size = if h.empty_layer { 0 } else { layers.next().map(|l| l.size).unwrap_or(0) };
-        let created_by = h.created_by.clone().unwrap_or_default().replace(['\t', '\n'], " ");
+        let size = if h.empty_layer {
+            0
+        } else {
+            layers.next().map(|l| l.size).unwrap_or(0)
+        };
+        let created_by = h
+            .created_by
+            .clone()
+            .unwrap_or_default()
+            .replace(['\t', '\n'], " ");
         let created_by = if a.no_trunc || created_by.chars().count() <= 45 {
             created_by
         } else {
@@ -324,8 +370,18 @@ pub fn history(g: &Globals, a: HistoryArgs) -> anyhow::Result<u8> {
         } else {
             h.created.clone().unwrap_or_default()
         };
-        let size = if a.human { human_size(size) } else { size.to_string() };
-        rows.push(vec!["<missing>".into(), created, created_by, size, h.comment.clone().unwrap_or_default()]);
+        let size = if a.human {
+            human_size(size)
+        } else {
+            size.to_string()
+        };
+        rows.push(vec![
+            "<missing>".into(),
+            created,
+            created_by,
+            size,
+            h.comment.clone().unwrap_or_default(),
+        ]);
     }
     rows.reverse();
     if let Some(top) = rows.first_mut() {
@@ -337,7 +393,13 @@ pub fn history(g: &Globals, a: HistoryArgs) -> anyhow::Result<u8> {
         }
         return Ok(0);
     }
-    rows.insert(0, ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"].iter().map(|s| s.to_string()).collect());
+    rows.insert(
+        0,
+        ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    );
     let _ = std::io::stdout().lock().write_all(table(&rows).as_bytes());
     Ok(0)
 }
@@ -356,7 +418,10 @@ pub fn tag(g: &Globals, a: TagArgs) -> anyhow::Result<u8> {
     let store = open_store(g)?;
     let target = Reference::parse(&a.target)?;
     if target.digest().is_some() {
-        bail!("cannot tag with a digest reference {}; use name:tag", a.target);
+        bail!(
+            "cannot tag with a digest reference {}; use name:tag",
+            a.target
+        );
     }
     let img = store.resolve(&a.source)?;
     store.tag(&img.manifest_desc, &target)?;
@@ -402,7 +467,8 @@ fn rmi_one(store: &Store, name: &str, force: bool) -> anyhow::Result<Vec<String>
         }
     }
     let img = store.resolve(name)?;
-    let repos: std::collections::BTreeSet<String> = img.tags.iter().map(|t| t.full_name()).collect();
+    let repos: std::collections::BTreeSet<String> =
+        img.tags.iter().map(|t| t.full_name()).collect();
     if repos.len() > 1 && !force {
         bail!(
             "image {} is referenced in {} repositories; remove the names one by one or use -f",
@@ -411,7 +477,10 @@ fn rmi_one(store: &Store, name: &str, force: bool) -> anyhow::Result<Vec<String>
         );
     }
     let removed = store.remove_image(&img.manifest_desc.digest)?;
-    let mut lines: Vec<String> = removed.iter().map(|t| format!("Untagged: {}", t.familiar_tagged())).collect();
+    let mut lines: Vec<String> = removed
+        .iter()
+        .map(|t| format!("Untagged: {}", t.familiar_tagged()))
+        .collect();
     lines.push(format!("Deleted: {}", img.id));
     Ok(lines)
 }
@@ -469,7 +538,11 @@ pub struct SaveArgs {
 
 pub fn save(g: &Globals, a: SaveArgs) -> anyhow::Result<u8> {
     let store = open_store(g)?;
-    let format = if a.format.starts_with("oci") { ArchiveFormat::Oci } else { ArchiveFormat::Docker };
+    let format = if a.format.starts_with("oci") {
+        ArchiveFormat::Oci
+    } else {
+        ArchiveFormat::Docker
+    };
     match &a.output {
         Some(p) => store.save_to_path(&a.images, format, p)?,
         None => {
@@ -555,7 +628,10 @@ mod tests {
 
     #[test]
     fn table_pads_all_but_the_last_column() {
-        let t = table(&[vec!["A".into(), "BB".into(), "C".into()], vec!["aaa".into(), "b".into(), "c".into()]]);
+        let t = table(&[
+            vec!["A".into(), "BB".into(), "C".into()],
+            vec!["aaa".into(), "b".into(), "c".into()],
+        ]);
         assert_eq!(t, "A     BB   C\naaa   b    c\n");
     }
 }

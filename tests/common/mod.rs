@@ -25,7 +25,10 @@ pub fn rbuild_bin() -> PathBuf {
 
 /// An empty temp dir under /tmp to use as `--root`.
 pub fn fresh_root() -> TempDir {
-    tempfile::Builder::new().prefix("rbuild-test-").tempdir_in("/tmp").expect("create a temp dir under /tmp")
+    tempfile::Builder::new()
+        .prefix("rbuild-test-")
+        .tempdir_in("/tmp")
+        .expect("create a temp dir under /tmp")
 }
 
 fn repo_dir() -> PathBuf {
@@ -40,7 +43,11 @@ fn make_busybox(name: &str, extra: &[&str]) -> PathBuf {
     let out = dir.join(name);
     let script = repo_dir().join("testdata/make-busybox.sh");
     let fresh = |p: &Path| {
-        let (Ok(a), Ok(b), Ok(c)) = (p.metadata(), script.metadata(), Path::new("/bin/busybox").metadata()) else {
+        let (Ok(a), Ok(b), Ok(c)) = (
+            p.metadata(),
+            script.metadata(),
+            Path::new("/bin/busybox").metadata(),
+        ) else {
             return false;
         };
         let t = a.modified().ok();
@@ -54,7 +61,10 @@ fn make_busybox(name: &str, extra: &[&str]) -> PathBuf {
             .arg(&tmp)
             .status()
             .expect("run testdata/make-busybox.sh");
-        assert!(st.success(), "testdata/make-busybox.sh failed (is busybox-static installed?)");
+        assert!(
+            st.success(),
+            "testdata/make-busybox.sh failed (is busybox-static installed?)"
+        );
         std::fs::rename(&tmp, &out).expect("rename the busybox archive into place");
     }
     out
@@ -76,7 +86,9 @@ pub fn busybox_rootfs_tar() -> &'static Path {
 pub fn store_with_busybox() -> (TempDir, Store) {
     let root = fresh_root();
     let store = Store::open(root.path()).expect("open a fresh store");
-    store.load_archive(busybox_archive()).expect("load busybox:local");
+    store
+        .load_archive(busybox_archive())
+        .expect("load busybox:local");
     (root, store)
 }
 
@@ -91,7 +103,12 @@ pub fn busybox_rootfs() -> TempDir {
 
 /// Run `rbuild --root ROOT ARGS...`.
 pub fn rbuild(root: &Path, args: &[&str]) -> Output {
-    Command::new(rbuild_bin()).arg("--root").arg(root).args(args).output().expect("run rbuild")
+    Command::new(rbuild_bin())
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .output()
+        .expect("run rbuild")
 }
 
 /// Run `rbuild --root ROOT ARGS...`, assert success, return stdout.
@@ -110,7 +127,11 @@ pub fn rbuild_ok(root: &Path, args: &[&str]) -> String {
 pub fn store_state(root: &Path) -> (String, Vec<String>) {
     let index = std::fs::read_to_string(root.join("oci/index.json")).unwrap_or_default();
     let mut blobs: Vec<String> = std::fs::read_dir(root.join("oci/blobs/sha256"))
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     blobs.sort();
     (index, blobs)
