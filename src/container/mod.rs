@@ -13,9 +13,20 @@
 //! the process has passed; when starting the process fails (e.g. the command does not
 //! exist: exit code 127), the container's directory is removed again.
 //!
-//! Modules: [`command`] (Docker's rules: Entrypoint/Cmd, env, -v, -w, stop signal),
-//! [`names`] (IDs, generated names), [`state`] (on-disk state, lookup), [`procfs`] (PID +
-//! start time = process identity), [`format`] (the `ps` table).
+//! Modules: [`command`] (Docker's rules: Entrypoint/Cmd, env, HOME, -v, -w, stop signal;
+//! pure), [`names`] (IDs, generated names), [`state`] (on-disk state, lookup, lazy `--rm`),
+//! [`procfs`] (PID + start time = process identity), [`create`] (checks → state),
+//! [`start`] (sandbox, stdio, signals, detach), [`ops`] (stop, rm, logs), [`format`](mod@format) (the
+//! `ps` table). The namespaces, mounts and exec are the [`crate::sandbox`] module's: this
+//! module only builds its [`crate::sandbox::Spec`].
+//!
+//! # Who records the exit
+//!
+//! The sandbox's init process (parent of the container's PID 1) writes `<id>/exitcode`
+//! when the process ends, even after rbuild has gone (`-d`). A foreground rbuild also
+//! writes `status`. `ps` trusts `exitcode`, then `status`, and checks a `running` status
+//! against `/proc/<pid>/stat` (PID + start time), so a container whose process and monitor
+//! were killed behind rbuild's back shows `Exited (unknown)` rather than `Up`.
 
 use std::path::{Path, PathBuf};
 
