@@ -73,7 +73,9 @@ pub fn create(
     opts: &RunOptions,
     host_env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Container, ContainerError> {
-    if let Some(n) = &opts.name {
+    // Docker accepts and drops a leading slash
+    let wanted_name = opts.name.as_deref().map(|n| n.strip_prefix('/').unwrap_or(n).to_string());
+    if let Some(n) = &wanted_name {
         validate_name(n)?;
     }
     let volumes = opts
@@ -135,7 +137,7 @@ pub fn create(
 
     let _lock = containers.lock()?;
     let all = containers.list()?;
-    let name = match &opts.name {
+    let name = match &wanted_name {
         Some(n) => {
             if let Some(other) = all.iter().find(|c| &c.config.name == n) {
                 return Err(ContainerError::NameInUse(n.clone(), other.short_id().to_string()));

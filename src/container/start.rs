@@ -164,10 +164,12 @@ pub fn run_attached(cs: &Containers, c: &mut Container, init_exe: &Path) -> Resu
         let _ = p.join();
     }
     drop(_raw);
-    // `rm -f` from elsewhere may have removed the state already: then there is nothing
-    // to record, and the exit code is still ours to return
-    if c.dir.exists() {
-        ops::mark_exited(c, code)?;
+    // `rm -f` (or another rbuild's --rm cleanup) may have removed the state already: then
+    // there is nothing to record, and the exit code is still ours to return
+    if let Err(e) = ops::mark_exited(c, code) {
+        if c.dir.exists() {
+            return Err(e);
+        }
     }
     if c.config.auto_remove {
         let _lock = cs.lock()?;
