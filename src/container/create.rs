@@ -106,16 +106,22 @@ pub fn create(
     )?;
     let workdir = command::resolve_workdir(opts.workdir.as_deref(), defaults.working_dir.as_deref())?;
     let user = opts.user.clone().or(defaults.user.clone()).filter(|u| !u.is_empty());
+    // an unknown StopSignal is not worth refusing to run for: `stop` falls back to SIGTERM
     let stop_signal = defaults.stop_signal.clone().unwrap_or_else(|| "SIGTERM".into());
-    command::parse_signal(&stop_signal)?;
 
     let diff_ids = &image.config.rootfs.diff_ids;
     if diff_ids.len() != image.manifest.layers.len() {
         return Err(ContainerError::BadImage(format!(
-            "{}: the config lists {} layers but the manifest {}",
+            "{}: the config lists {} layers but the manifest {}; load or build it again",
             opts.image,
             diff_ids.len(),
             image.manifest.layers.len()
+        )));
+    }
+    if diff_ids.is_empty() {
+        return Err(ContainerError::BadImage(format!(
+            "{}: the image has no layers, so there is no file system to run a command in",
+            opts.image
         )));
     }
     let mut lower_dirs = Vec::new();

@@ -86,8 +86,8 @@ pub enum ContainerError {
     /// A signal name or number that does not exist.
     #[error("invalid signal {0:?}: use a name like SIGTERM or a number")]
     InvalidSignal(String),
-    /// An image whose config and manifest disagree.
-    #[error("broken image {0}; load or build it again")]
+    /// An image that cannot be run (no layers, config and manifest disagree).
+    #[error("cannot run image {0}")]
     BadImage(String),
     /// The sandbox could not start the container's process (exec errors carry Docker's
     /// exit codes, see [`ContainerError::exit_code`]).
