@@ -12,6 +12,7 @@ use crate::container::format::{ps_lines, PsOptions};
 use crate::container::{ops, start, Containers};
 
 #[derive(Debug, clap::Args)]
+#[command(override_usage = "rbuild run [OPTIONS] IMAGE [COMMAND] [ARG...]")]
 pub struct RunArgs {
     /// Remove the container's state when it exits
     #[arg(long)]
@@ -52,8 +53,9 @@ pub struct RunArgs {
     /// Hostname inside the container (default: the short container ID)
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
-    /// IMAGE [COMMAND [ARG...]]; options end at IMAGE, so `run img ls -l` passes -l to ls
-    #[arg(value_name = "IMAGE [COMMAND [ARG...]]", required = true, num_args = 1.., trailing_var_arg = true)]
+    /// The image, then the command and its args (replacing the image's CMD); options end
+    /// at IMAGE, so `run img ls -l` passes -l to ls
+    #[arg(value_name = "IMAGE", required = true, num_args = 1.., trailing_var_arg = true)]
     pub image_and_command: Vec<String>,
 }
 
