@@ -424,6 +424,34 @@ fn stdin_tty_and_interactive() {
 }
 
 #[test]
+fn detached_with_stdin_or_tty_keeps_running() {
+    let r = Root::new();
+    // -dit sh and -di cat wait on their (open, silent) stdin instead of exiting at EOF
+    r.ok(&["run", "-dit", "--name", "shell", "busybox:local", "sh"]);
+    r.ok(&["run", "-di", "--name", "cat", "busybox:local", "cat"]);
+    r.ok(&["run", "-dt", "--rm", "--name", "tty", "busybox:local", "sh", "-c", "test -t 1 && echo tty-yes; sleep 2"]);
+    std::thread::sleep(Duration::from_millis(800));
+    let running = r.ok(&["ps"]);
+    for n in ["shell", "cat", "tty"] {
+        assert!(running.lines().any(|l| l.ends_with(n) && l.contains(" Up ")), "{n} not running: {running}");
+    }
+    assert_eq!(r.ok(&["logs", "tty"]), "tty-yes\r\n", "pty output goes to the log");
+    r.ok(&["stop", "-t", "1", "shell", "cat"]);
+    for n in ["shell", "cat"] {
+        let line = ps_line(&r, n).unwrap();
+        assert!(line.contains("Exited (137)"), "{line}");
+    }
+    // the monitor applies --rm as soon as the process ends
+    wait_until("--rm", Duration::from_secs(15), || ps_line(&r, "tty").is_none());
+    // a start failure comes back through the monitor, with Docker's code and no state
+    let before = r.containers();
+    let (code, _, err) = r.rb(&["run", "-dit", "busybox:local", "no-such-command"]);
+    assert_eq!(code, 127, "{err}");
+    assert!(err.contains("no-such-command: executable file not found"), "{err}");
+    assert_eq!(r.containers(), before);
+}
+
+#[test]
 fn foreground_output_is_in_the_logs() {
     let r = Root::new();
     r.ok(&["run", "--name", "fg", "busybox:local", "echo", "hello"]);

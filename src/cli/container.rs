@@ -53,9 +53,12 @@ pub struct RunArgs {
     /// Hostname inside the container (default: the short container ID)
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
+    /// Internal: be the monitor of detached container ID (`-d` with `-i`/`-t`)
+    #[arg(long, hide = true, value_name = "ID", exclusive = true)]
+    pub monitor: Option<String>,
     /// The image, then the command and its args (replacing the image's CMD); options end
     /// at IMAGE, so `run img ls -l` passes -l to ls
-    #[arg(value_name = "IMAGE", required = true, num_args = 1.., trailing_var_arg = true)]
+    #[arg(value_name = "IMAGE", required_unless_present = "monitor", num_args = 1.., trailing_var_arg = true)]
     pub image_and_command: Vec<String>,
 }
 
@@ -83,17 +86,22 @@ impl RunArgs {
 }
 
 pub fn run(g: &Globals, a: RunArgs) -> anyhow::Result<u8> {
-    let opts = a.options();
-    if opts.detach && opts.tty {
-        writeln!(std::io::stderr(), "warning: -t is ignored with -d: a detached container's output goes to its log without a pty")?;
-    }
     let root = g.root_dir();
+    if let Some(id) = &a.monitor {
+        let containers = Containers::open(&root)?;
+        let exe = std::env::current_exe().context("cannot find the rbuild executable to start the sandbox")?;
+        let code = start::monitor_main(&containers, id, &exe)?;
+        return Ok(u8::try_from(code).unwrap_or(255));
+    }
+    let opts = a.options();
     let store = crate::store::Store::open(&root)?;
     let containers = open(&root)?;
     let exe = std::env::current_exe().context("cannot find the rbuild executable to start the sandbox")?;
     let host_env = |k: &str| std::env::var(k).ok();
     let mut c = crate::container::create::create(&store, &containers, &opts, &host_env)?;
-    let started = if opts.detach {
+    let started = if opts.detach && (opts.tty || opts.interactive) {
+        start::run_detached_with_monitor(&root, &c, &exe).map(|()| 0)
+    } else if opts.detach {
         start::run_detached(&containers, &mut c, &exe).map(|()| 0)
     } else {
         start::run_attached(&containers, &mut c, &exe)

@@ -93,6 +93,9 @@ pub enum ContainerError {
     /// exit codes, see [`ContainerError::exit_code`]).
     #[error("cannot start the container ({0}): {1}")]
     Start(String, #[source] crate::sandbox::SandboxError),
+    /// The monitor of a detached `-i`/`-t` container could not start it.
+    #[error("{0}")]
+    Monitor(String, i32),
     /// The image store failed (unknown image, missing blob, ...).
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),

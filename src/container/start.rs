@@ -15,6 +15,12 @@
 //!   session, so the terminal going away does not touch it) and writes `exitcode` when the
 //!   process ends. No second daemon is needed. `--rm` of a detached container is applied
 //!   by the next rbuild container command ([`Containers::collect_garbage`]).
+//! - Detached with `-i` or `-t` (`-dit sh`): the process needs a stdin that stays open (a
+//!   silent pipe, or a pty whose master someone holds) after rbuild returns, which init
+//!   cannot give. rbuild re-executes itself as a small monitor (`rbuild run --monitor ID`,
+//!   hidden) in its own session: it starts the sandbox, holds stdin open, copies the pty's
+//!   output to the log, waits, records the exit and applies `--rm`
+//!   ([`run_detached_with_monitor`], [`monitor_main`]).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -216,7 +222,135 @@ impl ContainerError {
     pub fn exit_code(&self) -> Option<i32> {
         match self {
             ContainerError::Start(_, e) => Some(e.exit_code()),
+            ContainerError::Monitor(_, code) => Some(*code),
             _ => None,
+        }
+    }
+}
+
+/// The monitor's one-line report to the `rbuild run -d` that started it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct MonitorReport {
+    /// `None` = the container's process runs.
+    error: Option<String>,
+    /// Exit code for `rbuild run` when `error` is set.
+    code: i32,
+}
+
+/// `-d` with `-i` or `-t`: stdin must stay open (or be a pty) after rbuild returns, which
+/// the sandbox's init cannot give a detached process. So rbuild starts a small monitor,
+/// `rbuild --root ROOT run --monitor ID` (a hidden option), in its own session; it starts the
+/// sandbox, holds stdin open (a pipe nobody writes to, or the pty master) and copies a pty's
+/// output to the log, reports on its stdout whether the process started, and then waits and
+/// records the exit (and applies `--rm`). Returns once the process runs.
+pub fn run_detached_with_monitor(root: &Path, c: &Container, exe: &Path) -> Result<(), ContainerError> {
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(c.log_path())
+        .map_err(|e| ContainerError::io(c.log_path(), e))?;
+    let mut child = std::process::Command::new(exe)
+        .arg("--root")
+        .arg(root)
+        .args(["run", "--monitor", &c.config.id])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| ContainerError::io(exe, e))?;
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line);
+    }
+    match serde_json::from_str::<MonitorReport>(line.trim()) {
+        Ok(MonitorReport { error: None, .. }) => Ok(()),
+        Ok(MonitorReport { error: Some(message), code }) => Err(ContainerError::Monitor(message, code)),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let msg = format!("the container monitor ended without a report (see {})", c.log_path().display());
+            if let Ok(cs) = Containers::open(root) {
+                let _lock = cs.lock();
+                let _ = cs.remove(c);
+            }
+            Err(ContainerError::Monitor(msg, 125))
+        }
+    }
+}
+
+/// The monitor process (see [`run_detached_with_monitor`]); returns the container's exit
+/// code. Its stdout is the report pipe until the process has started, then the log.
+pub fn monitor_main(cs: &Containers, id: &str, init_exe: &Path) -> Result<i32, ContainerError> {
+    use std::os::fd::{AsFd, AsRawFd};
+    // own session: the user's terminal closing or Ctrl-C there does not reach us
+    let _ = nix::unistd::setsid();
+    let mut c = cs.find(id)?;
+    let report = std::io::stdout().as_fd().try_clone_to_owned().map_err(|e| ContainerError::io("stdout", e))?;
+    let mut report = File::from(report);
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(c.log_path())
+        .map_err(|e| ContainerError::io(c.log_path(), e))?;
+    // stdin: a pipe whose write end we keep (open but silent, as Docker's -d -i)
+    let (stdin_r, _stdin_w) = nix::unistd::pipe().map_err(|e| ContainerError::io("pipe", e.into()))?;
+    let redirect = |from: i32, to: i32| {
+        nix::unistd::dup2(from, to).map(|_| ()).map_err(|e| ContainerError::io("dup2", e.into()))
+    };
+    redirect(stdin_r.as_raw_fd(), 0)?;
+    redirect(log.as_raw_fd(), 1)?;
+    redirect(log.as_raw_fd(), 2)?;
+    drop(stdin_r);
+
+    let stdio = if c.config.tty { Stdio::Pty } else { Stdio::Inherit };
+    let spec = spec_for(&c, stdio);
+    let mut sb = match start(cs, &mut c, &spec, init_exe) {
+        Ok(sb) => sb,
+        Err(e) => {
+            let code = e.exit_code().unwrap_or(125);
+            let msg = serde_json::to_string(&MonitorReport { error: Some(e.to_string()), code }).unwrap_or_default();
+            let _ = writeln!(report, "{msg}");
+            return Err(e);
+        }
+    };
+    let ok = serde_json::to_string(&MonitorReport { error: None, code: 0 }).unwrap_or_default();
+    let _ = writeln!(report, "{ok}");
+    drop(report);
+
+    // the pty master is kept (never written: stdin stays open) and its output logged
+    let master = sb.take_pty();
+    let pump = match &master {
+        Some(m) => {
+            let from = m.try_clone().map_err(|e| ContainerError::io("pty", e))?;
+            let log = Arc::new(Mutex::new(log));
+            Some(std::thread::spawn(move || copy_to_log(from, &log)))
+        }
+        None => None,
+    };
+    let code = sb.wait().map_err(|e| ContainerError::Start(c.config.image.clone(), e))?;
+    if let Some(p) = pump {
+        let _ = p.join();
+    }
+    drop(master);
+    if let Err(e) = ops::mark_exited(&mut c, code) {
+        if c.dir.exists() {
+            return Err(e);
+        }
+    }
+    if c.config.auto_remove {
+        let _lock = cs.lock()?;
+        cs.remove(&c)?;
+    }
+    Ok(code)
+}
+
+fn copy_to_log(mut from: File, log: &Mutex<File>) {
+    let mut buf = vec![0u8; 32 << 10];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if let Ok(mut l) = log.lock() {
+            let _ = l.write_all(&buf[..n]);
         }
     }
 }
