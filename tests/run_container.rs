@@ -273,6 +273,27 @@ fn signals_to_rbuild_reach_the_process() {
     assert_eq!(st.code(), Some(7));
 }
 
+#[test]
+fn closed_stdout_ends_the_container_like_a_pipeline() {
+    let r = Root::new();
+    let mut child = r
+        .cmd(&["run", "--rm", "busybox:local", "yes"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut buf = [0u8; 2];
+    std::io::Read::read_exact(&mut out, &mut buf).unwrap();
+    assert_eq!(&buf, b"y\n");
+    drop(out); // `| head -1`
+    let t0 = Instant::now();
+    let st = child.wait().unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    assert_ne!(st.code(), Some(0), "yes fails on EPIPE");
+    assert_eq!(r.containers(), Vec::<String>::new(), "--rm applied");
+}
+
 // ---------------------------------------------------------------- ps / stop / logs / rm
 
 fn ps_line(r: &Root, name: &str) -> Option<String> {

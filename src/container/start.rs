@@ -201,15 +201,20 @@ fn tee(mut from: File, to: Output, log: Arc<Mutex<File>>) -> std::thread::JoinHa
                 Ok(n) => n,
             };
             let chunk = &buf[..n];
-            let _ = match to {
+            if let Ok(mut l) = log.lock() {
+                let _ = l.write_all(chunk);
+            }
+            let written = match to {
                 Output::Stdout => {
                     let mut o = std::io::stdout().lock();
                     o.write_all(chunk).and_then(|()| o.flush())
                 }
                 Output::Stderr => std::io::stderr().lock().write_all(chunk),
             };
-            if let Ok(mut l) = log.lock() {
-                let _ = l.write_all(chunk);
+            // `rbuild run img yes | head -1`: our reader is gone, so stop reading; the
+            // process then gets EPIPE, as it would in a shell pipeline
+            if matches!(&written, Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe) {
+                return;
             }
         }
     })
