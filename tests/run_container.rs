@@ -115,6 +115,26 @@ fn pid1_is_the_command_and_ps_sees_only_the_container() {
 }
 
 #[test]
+fn new_mount_pid_uts_ipc_namespaces_and_net_only_with_none() {
+    let r = Root::new();
+    let kinds = ["mnt", "pid", "uts", "ipc", "net"];
+    let host: Vec<String> = kinds
+        .iter()
+        .map(|k| std::fs::read_link(format!("/proc/self/ns/{k}")).unwrap().display().to_string())
+        .collect();
+    let script: String = kinds.iter().map(|k| format!("readlink /proc/self/ns/{k}; ")).collect();
+    let inside = r.sh(&script);
+    let inside: Vec<&str> = inside.lines().collect();
+    assert_eq!(inside.len(), kinds.len(), "{inside:?}");
+    for i in 0..4 {
+        assert_ne!(inside[i], host[i], "{} namespace is the host's", kinds[i]);
+    }
+    assert_eq!(inside[4], host[4], "default network is the host's");
+    let none = r.ok(&["run", "--rm", "--network", "none", "busybox:local", "readlink", "/proc/self/ns/net"]);
+    assert_ne!(none.trim(), host[4]);
+}
+
+#[test]
 fn hostname_is_the_short_id_and_not_the_hosts() {
     let r = Root::new();
     let out = r.ok(&["run", "--name", "h1", "busybox:local", "hostname"]);
