@@ -545,3 +545,16 @@ fn image_without_cmd_or_entrypoint_is_refused() {
     assert_eq!(r.containers(), before);
     assert_eq!(r.ok(&["run", "--rm", "nocmd:1", "echo", "ok"]), "ok\n");
 }
+
+#[test]
+fn prune_keeps_the_layers_of_an_existing_container() {
+    let r = Root::new();
+    r.ok(&["run", "--name", "keeper", "busybox:local", "true"]);
+    let layer = r.image_layer();
+    r.ok(&["rmi", "busybox:local"]);
+    r.ok(&["prune", "--all"]);
+    assert!(layer.is_dir(), "prune removed a snapshot that container keeper mounts");
+    r.ok(&["rm", "keeper"]);
+    r.ok(&["prune", "--all"]);
+    assert!(!layer.exists(), "with the container gone, prune frees the snapshot");
+}
