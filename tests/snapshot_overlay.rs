@@ -71,7 +71,7 @@ fn overlay_upper_becomes_oci_whiteouts_and_applies_everywhere() {
         <[PathBuf; 4]>::try_from(mkdirs(tmp.path(), &["lower", "upper", "work", "merged"])).unwrap();
     make_lower(&lower);
 
-    let guard = overlay::mount(&[lower.clone()], &upper, &work, &merged).unwrap();
+    let guard = overlay::mount(std::slice::from_ref(&lower), &upper, &work, &merged).unwrap();
     run_step(&merged);
     let expected = describe_opts(&merged, false);
     guard.unmount().unwrap();
@@ -163,8 +163,8 @@ fn tree_diff_fallback_matches_the_changed_tree() {
     let (orig, work) = (tmp.path().join("orig"), tmp.path().join("work"));
     fs::create_dir(&orig).unwrap();
     fs::create_dir(&work).unwrap();
-    snapshot::copy_tree(&[lower.clone()], &orig).unwrap();
-    snapshot::copy_tree(&[lower.clone()], &work).unwrap();
+    snapshot::copy_tree(std::slice::from_ref(&lower), &orig).unwrap();
+    snapshot::copy_tree(std::slice::from_ref(&lower), &work).unwrap();
     assert_eq!(describe_opts(&orig, true), describe_opts(&lower, true));
 
     run_step(&work);

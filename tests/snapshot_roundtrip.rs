@@ -23,9 +23,11 @@ fn set_mtime(p: &Path, secs: i64) {
     nix::sys::stat::utimensat(None, p, &ts, &ts, nix::sys::stat::UtimensatFlags::NoFollowSymlink).unwrap();
 }
 
+type Step = Box<dyn Fn(&Path)>;
+
 /// A tree with every kind of entry. `reverse` creates things in another order.
 fn make_tree(root: &Path, reverse: bool) {
-    let mut steps: Vec<Box<dyn Fn(&Path)>> = vec![
+    let mut steps: Vec<Step> = vec![
         Box::new(|r| {
             fs::create_dir_all(r.join("bin")).unwrap();
             fs::write(r.join("bin/tool"), b"#!/bin/sh\necho hi\n").unwrap();

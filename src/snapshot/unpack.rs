@@ -28,6 +28,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::{self, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -145,6 +146,12 @@ pub fn unpack_layer_with(
 /// Unpacks into a new directory `dest` (which must not exist) atomically: the tar goes into a
 /// sibling temporary directory that is renamed to `dest` only when everything succeeded, and
 /// removed on error. The parent of `dest` must exist.
+///
+/// Before the rename the filesystem is flushed with one `syncfs(2)` (cheaper than an fsync
+/// per file), and the parent directory is fsynced after it, so a directory that exists under
+/// its final name after a crash is complete. If `dest` already exists the rename fails with
+/// an error and the temporary directory is removed (a caller racing another unpacker may treat
+/// an existing `dest` as success).
 pub fn unpack_to_new_dir(
     tar: impl Read,
     dest: &Path,
@@ -159,10 +166,17 @@ pub fn unpack_to_new_dir(
     let report = unpack_layer_with(tar, tmp.path(), opts)?;
     // tempdir() creates 0700; the layer root should be an ordinary directory.
     fsutil::set_mode(tmp.path(), 0o755)?;
+    let dir = fs::File::open(tmp.path()).map_err(|e| SnapshotError::io("open", tmp.path(), e))?;
+    nix::unistd::syncfs(dir.as_raw_fd())
+        .map_err(|e| SnapshotError::io("sync the filesystem of", tmp.path(), io::Error::from(e)))?;
+    drop(dir);
     let tmp_path = tmp.keep();
     if let Err(e) = fs::rename(&tmp_path, dest) {
         let _ = fs::remove_dir_all(&tmp_path);
         return Err(SnapshotError::io("rename the unpacked layer to", dest, e));
+    }
+    if let Ok(p) = fs::File::open(parent) {
+        p.sync_all().map_err(|e| SnapshotError::io("sync directory", parent, e))?;
     }
     Ok(report)
 }
@@ -312,12 +326,10 @@ impl Unpacker {
     }
 
     fn mark_written(&mut self, rel: &Path) {
-        for a in rel.ancestors() {
-            if a.as_os_str().is_empty() || !self.written.insert(a.to_path_buf()) {
-                // Once an ancestor is already present, all of its ancestors are too.
-                if !a.as_os_str().is_empty() {
-                    break;
-                }
+        for a in rel.ancestors().filter(|a| !a.as_os_str().is_empty()) {
+            // Once an ancestor is present, all of its ancestors are too.
+            if !self.written.insert(a.to_path_buf()) {
+                break;
             }
         }
     }
