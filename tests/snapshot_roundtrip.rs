@@ -226,3 +226,38 @@ fn overlay_layer_unpack_matches_flatten_for_plain_layers() {
     let orig = snapshot::write_layer_with(&src, DiffSource::Plain, std::io::sink(), &plain(MtimePolicy::Keep)).unwrap();
     assert_eq!(again.diff_id, orig.diff_id);
 }
+
+/// The exact digests of a small fixed tree. If this fails, layer bytes changed (tar layout,
+/// gzip level or backend): every cached layer digest changes with it — bump the cache
+/// version in the build engine and update these values on purpose.
+#[test]
+fn golden_layer_digests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = tmp.path();
+    fs::create_dir_all(r.join("app/bin")).unwrap();
+    fs::write(r.join("app/bin/run"), b"#!/bin/sh\nexec echo hello\n").unwrap();
+    fs::set_permissions(r.join("app/bin/run"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(r.join("app/README"), "rbuild golden layer\n".repeat(50)).unwrap();
+    symlink("bin/run", r.join("app/start")).unwrap();
+    for p in ["app/bin/run", "app/README", "app/start", "app/bin", "app"] {
+        std::os::unix::fs::lchown(r.join(p), Some(0), Some(0)).ok();
+    }
+    if walkdir::WalkDir::new(r).into_iter().any(|e| {
+        use std::os::unix::fs::MetadataExt;
+        let md = e.unwrap().path().symlink_metadata().unwrap();
+        md.uid() != 0 || md.gid() != 0
+    }) {
+        return; // owners differ when not root; the digests assume 0:0
+    }
+    fs::set_permissions(r.join("app"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(r.join("app/bin"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(r.join("app/README"), fs::Permissions::from_mode(0o644)).unwrap();
+    let opts = WriteOptions { mtime: MtimePolicy::Fixed(0), compression: LayerCompression::Gzip(snapshot::DEFAULT_GZIP_LEVEL) };
+    let mut blob = Vec::new();
+    let st = snapshot::write_layer_with(r, DiffSource::Plain, &mut blob, &opts).unwrap();
+    let blob_digest = format!("sha256:{}", hex::encode(Sha256::digest(&blob)));
+    assert_eq!(
+        (st.diff_id.as_str(), blob_digest.as_str(), st.uncompressed_size, st.entries),
+        ("sha256:b675776c0bd68da000f5a43b3603ae3dd678e71c8f4e4d9c868f3805362db550", "sha256:c739f592e3f9bdaade03c7ef9b7eb5a1a6b2a80269be3d3dc057349ae8964c79", 5120, 5)
+    );
+}

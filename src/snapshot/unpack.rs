@@ -385,12 +385,7 @@ impl Unpacker {
                     .custom_flags(libc::O_NOFOLLOW)
                     .open(&abs)
                     .map_err(|e| SnapshotError::io("create", &abs, e))?;
-                let n = io::copy(entry, &mut f).map_err(|e| match e.kind() {
-                    io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData | io::ErrorKind::Other => {
-                        SnapshotError::Tar(e)
-                    }
-                    _ => SnapshotError::io("write", &abs, e),
-                })?;
+                let n = copy_data(entry, &mut f, &abs)?;
                 if kind != EntryType::GNUSparse && n != entry.size() {
                     return Err(SnapshotError::Truncated { bytes: entry.raw_file_position() + n });
                 }
@@ -616,6 +611,23 @@ impl Unpacker {
             fsutil::set_mtime(&abs, secs, nsecs)?;
         }
         Ok(())
+    }
+}
+
+/// Copies an entry's data, telling read errors (the tar) from write errors (the file).
+fn copy_data(r: &mut impl Read, f: &mut fs::File, abs: &Path) -> Result<u64> {
+    use std::io::Write;
+    let mut buf = vec![0u8; 128 * 1024];
+    let mut n = 0u64;
+    loop {
+        let k = match r.read(&mut buf) {
+            Ok(0) => return Ok(n),
+            Ok(k) => k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(SnapshotError::Tar(e)),
+        };
+        f.write_all(&buf[..k]).map_err(|e| SnapshotError::io("write", abs, e))?;
+        n += k as u64;
     }
 }
 

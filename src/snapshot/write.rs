@@ -179,7 +179,7 @@ impl<W: Write> Write for HashCount<W> {
 
 enum Sink<W: Write> {
     Plain(W),
-    Gzip(GzEncoder<W>),
+    Gzip(Box<GzEncoder<W>>),
 }
 
 impl<W: Write> Write for Sink<W> {
@@ -277,9 +277,9 @@ impl<W: Write> LayerTarWriter<W> {
     fn new(out: W, opts: &WriteOptions) -> Self {
         let sink = match opts.compression {
             LayerCompression::None => Sink::Plain(out),
-            LayerCompression::Gzip(level) => Sink::Gzip(
+            LayerCompression::Gzip(level) => Sink::Gzip(Box::new(
                 GzBuilder::new().mtime(0).operating_system(255).write(out, flate2::Compression::new(level.min(9))),
-            ),
+            )),
         };
         let mut builder = tar::Builder::new(HashCount { inner: sink, hasher: Sha256::new(), count: 0 });
         builder.follow_symlinks(false);
@@ -510,4 +510,18 @@ fn differs(labs: &Path, l: &Metadata, uabs: &Path, u: &Metadata) -> Result<bool>
         }
     }
     Ok(fsutil::portable_xattrs(labs)? != fsutil::portable_xattrs(uabs)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MtimePolicy;
+
+    #[test]
+    fn mtime_policies() {
+        assert_eq!(MtimePolicy::Keep.apply(1_700_000_000), 1_700_000_000);
+        assert_eq!(MtimePolicy::Keep.apply(-5), 0);
+        assert_eq!(MtimePolicy::Clamp(100).apply(50), 50);
+        assert_eq!(MtimePolicy::Clamp(100).apply(1_700_000_000), 100);
+        assert_eq!(MtimePolicy::Fixed(7).apply(1_700_000_000), 7);
+    }
 }
