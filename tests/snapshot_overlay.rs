@@ -16,7 +16,10 @@ fn is_root() -> bool {
 }
 
 fn plain() -> WriteOptions {
-    WriteOptions { mtime: MtimePolicy::Keep, compression: LayerCompression::None }
+    WriteOptions {
+        mtime: MtimePolicy::Keep,
+        compression: LayerCompression::None,
+    }
 }
 
 fn mkdirs(base: &Path, names: &[&str]) -> Vec<PathBuf> {
@@ -66,9 +69,13 @@ fn overlay_upper_becomes_oci_whiteouts_and_applies_everywhere() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    assert!(overlay::overlay_supported(tmp.path()), "overlayfs should work on this machine kind");
+    assert!(
+        overlay::overlay_supported(tmp.path()),
+        "overlayfs should work on this machine kind"
+    );
     let [lower, upper, work, merged] =
-        <[PathBuf; 4]>::try_from(mkdirs(tmp.path(), &["lower", "upper", "work", "merged"])).unwrap();
+        <[PathBuf; 4]>::try_from(mkdirs(tmp.path(), &["lower", "upper", "work", "merged"]))
+            .unwrap();
     make_lower(&lower);
 
     let guard = overlay::mount(std::slice::from_ref(&lower), &upper, &work, &merged).unwrap();
@@ -77,7 +84,8 @@ fn overlay_upper_becomes_oci_whiteouts_and_applies_everywhere() {
     guard.unmount().unwrap();
 
     let mut tar = Vec::new();
-    let stats = snapshot::write_layer_with(&upper, DiffSource::OverlayUpper, &mut tar, &plain()).unwrap();
+    let stats =
+        snapshot::write_layer_with(&upper, DiffSource::OverlayUpper, &mut tar, &plain()).unwrap();
     let names = tar_names(&tar);
     assert!(names.contains(&"a/.wh.file".to_owned()), "{names:?}");
     assert!(names.contains(&"d/.wh..wh..opq".to_owned()), "{names:?}");
@@ -139,7 +147,11 @@ fn opaque_marker_keeps_what_the_same_layer_wrote() {
     ]);
     snapshot::unpack_layer(&tar[..], dest).unwrap();
     let names = snapshot_util::all_paths(dest);
-    assert_eq!(names, ["", "d", "d/after", "d/sub", "d/sub/mine"], "{names:?}");
+    assert_eq!(
+        names,
+        ["", "d", "d/after", "d/sub", "d/sub/mine"],
+        "{names:?}"
+    );
 }
 
 #[test]
@@ -177,7 +189,10 @@ fn tree_diff_fallback_matches_the_changed_tree() {
     snapshot::diff_trees(&orig, &work, &mut tar, &plain()).unwrap();
     let names = tar_names(&tar);
     assert!(names.contains(&"a/.wh.file".to_owned()), "{names:?}");
-    assert!(names.contains(&"d/.wh.x".to_owned()) && names.contains(&"d/.wh.sub".to_owned()), "{names:?}");
+    assert!(
+        names.contains(&"d/.wh.x".to_owned()) && names.contains(&"d/.wh.sub".to_owned()),
+        "{names:?}"
+    );
     assert!(!names.iter().any(|n| n.starts_with("d/sub/")), "{names:?}");
     assert!(names.contains(&"a/keep".to_owned()) && names.contains(&"link".to_owned()));
 
@@ -223,6 +238,8 @@ fn scratch_and_many_lowers_mount() {
     assert!(m2.join("f0").exists() && m2.join("f119").exists());
     drop(g);
 
-    let bad = overlay::mount(&[tmp.path().join("a:b")], &u2, &w2, &m2).unwrap_err().to_string();
+    let bad = overlay::mount(&[tmp.path().join("a:b")], &u2, &w2, &m2)
+        .unwrap_err()
+        .to_string();
     assert!(bad.contains("':'"), "{bad}");
 }

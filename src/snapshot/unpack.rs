@@ -27,8 +27,8 @@ use std::collections::{HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::{self, BufReader, Read};
-use std::os::unix::ffi::OsStrExt;
 use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -68,14 +68,21 @@ pub struct UnpackOptions {
 impl Default for UnpackOptions {
     fn default() -> Self {
         let root = fsutil::is_root();
-        UnpackOptions { mode: UnpackMode::Flatten, same_owner: root, devices: root }
+        UnpackOptions {
+            mode: UnpackMode::Flatten,
+            same_owner: root,
+            devices: root,
+        }
     }
 }
 
 impl UnpackOptions {
     /// Defaults with [`UnpackMode::OverlayLayer`].
     pub fn overlay_layer() -> Self {
-        UnpackOptions { mode: UnpackMode::OverlayLayer, ..Self::default() }
+        UnpackOptions {
+            mode: UnpackMode::OverlayLayer,
+            ..Self::default()
+        }
     }
 }
 
@@ -123,7 +130,10 @@ pub fn unpack_layer_with(
         dirs: Vec::new(),
         report: UnpackReport::default(),
     };
-    let mut archive = tar::Archive::new(Counting { inner: BufReader::with_capacity(256 * 1024, tar), count: 0 });
+    let mut archive = tar::Archive::new(Counting {
+        inner: BufReader::with_capacity(256 * 1024, tar),
+        count: 0,
+    });
     let mut last_end: u64 = 0;
     {
         let entries = archive.entries().map_err(SnapshotError::Tar)?;
@@ -157,8 +167,14 @@ pub fn unpack_to_new_dir(
     dest: &Path,
     opts: &UnpackOptions,
 ) -> Result<UnpackReport, SnapshotError> {
-    let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = dest.file_name().unwrap_or(OsStr::new("layer")).to_string_lossy();
+    let parent = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = dest
+        .file_name()
+        .unwrap_or(OsStr::new("layer"))
+        .to_string_lossy();
     let tmp = tempfile::Builder::new()
         .prefix(&format!(".{name}.unpacking-"))
         .tempdir_in(parent)
@@ -176,7 +192,8 @@ pub fn unpack_to_new_dir(
         return Err(SnapshotError::io("rename the unpacked layer to", dest, e));
     }
     if let Ok(p) = fs::File::open(parent) {
-        p.sync_all().map_err(|e| SnapshotError::io("sync directory", parent, e))?;
+        p.sync_all()
+            .map_err(|e| SnapshotError::io("sync directory", parent, e))?;
     }
     Ok(report)
 }
@@ -248,10 +265,16 @@ struct Unpacker {
 /// Splits an entry name into components; refuses absolute names and NUL bytes.
 fn split_name(name: &[u8], shown: &str) -> Result<Vec<OsString>> {
     if name.first() == Some(&b'/') {
-        return Err(SnapshotError::unsafe_entry(shown, "absolute paths are not allowed in a layer"));
+        return Err(SnapshotError::unsafe_entry(
+            shown,
+            "absolute paths are not allowed in a layer",
+        ));
     }
     if name.contains(&0) {
-        return Err(SnapshotError::unsafe_entry(shown, "the name contains a NUL byte"));
+        return Err(SnapshotError::unsafe_entry(
+            shown,
+            "the name contains a NUL byte",
+        ));
     }
     Ok(name
         .split(|b| *b == b'/')
@@ -267,7 +290,12 @@ fn not_found(e: &io::Error) -> bool {
 impl Unpacker {
     /// Resolves directory components inside the root (see module docs). Returns the resolved
     /// relative path, or `None` when a component is missing and `create` is false.
-    fn resolve_dir(&mut self, comps: &[OsString], create: bool, shown: &str) -> Result<Option<PathBuf>> {
+    fn resolve_dir(
+        &mut self,
+        comps: &[OsString],
+        create: bool,
+        shown: &str,
+    ) -> Result<Option<PathBuf>> {
         let mut queue: VecDeque<OsString> = comps.iter().cloned().collect();
         let mut stack = PathBuf::new();
         let mut hops = 0;
@@ -277,7 +305,10 @@ impl Unpacker {
             }
             if c == ".." {
                 if !stack.pop() {
-                    return Err(SnapshotError::unsafe_entry(shown, "its path leaves the destination directory"));
+                    return Err(SnapshotError::unsafe_entry(
+                        shown,
+                        "its path leaves the destination directory",
+                    ));
                 }
                 continue;
             }
@@ -288,9 +319,13 @@ impl Unpacker {
                 Ok(md) if md.file_type().is_symlink() => {
                     hops += 1;
                     if hops > 40 {
-                        return Err(SnapshotError::unsafe_entry(shown, "too many levels of symlinks in its path"));
+                        return Err(SnapshotError::unsafe_entry(
+                            shown,
+                            "too many levels of symlinks in its path",
+                        ));
                     }
-                    let target = fs::read_link(&abs).map_err(|e| SnapshotError::io("read symlink", &abs, e))?;
+                    let target = fs::read_link(&abs)
+                        .map_err(|e| SnapshotError::io("read symlink", &abs, e))?;
                     if target.is_absolute() {
                         return Err(SnapshotError::unsafe_entry(
                             shown,
@@ -316,7 +351,8 @@ impl Unpacker {
                     if !create {
                         return Ok(None);
                     }
-                    fs::create_dir(&abs).map_err(|e| SnapshotError::io("create directory", &abs, e))?;
+                    fs::create_dir(&abs)
+                        .map_err(|e| SnapshotError::io("create directory", &abs, e))?;
                     stack = rel;
                 }
                 Err(e) => return Err(SnapshotError::io("inspect", &abs, e)),
@@ -340,7 +376,13 @@ impl Unpacker {
 
     fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
         let kind = entry.header().entry_type();
-        if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink) {
+        if matches!(
+            kind,
+            EntryType::XGlobalHeader
+                | EntryType::XHeader
+                | EntryType::GNULongName
+                | EntryType::GNULongLink
+        ) {
             return Ok(());
         }
         let name = entry.path_bytes().into_owned();
@@ -352,7 +394,10 @@ impl Unpacker {
             return Ok(());
         };
         if fname == ".." {
-            return Err(SnapshotError::unsafe_entry(&shown, "its path leaves the destination directory"));
+            return Err(SnapshotError::unsafe_entry(
+                &shown,
+                "its path leaves the destination directory",
+            ));
         }
         if let Some(wh) = fname.to_str().and_then(|f| f.strip_prefix(WH_PREFIX)) {
             return self.whiteout(parent_comps, wh, &shown);
@@ -365,7 +410,10 @@ impl Unpacker {
         let gid = id32(header.gid().map_err(SnapshotError::Tar)?, &shown)?;
         let (secs, nsecs) = match mtime {
             Some(t) => t,
-            None => (i64::try_from(header.mtime().map_err(SnapshotError::Tar)?).unwrap_or(i64::MAX), 0),
+            None => (
+                i64::try_from(header.mtime().map_err(SnapshotError::Tar)?).unwrap_or(i64::MAX),
+                0,
+            ),
         };
 
         let Some(parent) = self.resolve_dir(parent_comps, true, &shown)? else {
@@ -387,7 +435,9 @@ impl Unpacker {
                     .map_err(|e| SnapshotError::io("create", &abs, e))?;
                 let n = copy_data(entry, &mut f, &abs)?;
                 if kind != EntryType::GNUSparse && n != entry.size() {
-                    return Err(SnapshotError::Truncated { bytes: entry.raw_file_position() + n });
+                    return Err(SnapshotError::Truncated {
+                        bytes: entry.raw_file_position() + n,
+                    });
                 }
                 self.report.bytes += n;
                 drop(f);
@@ -399,7 +449,8 @@ impl Unpacker {
                     Ok(md) if md.is_dir() => {}
                     _ => {
                         fsutil::remove_any(&abs)?;
-                        fs::create_dir(&abs).map_err(|e| SnapshotError::io("create directory", &abs, e))?;
+                        fs::create_dir(&abs)
+                            .map_err(|e| SnapshotError::io("create directory", &abs, e))?;
                     }
                 }
                 self.apply_meta(&abs, &shown, uid, gid, None, &xattrs)?;
@@ -420,20 +471,35 @@ impl Unpacker {
             EntryType::Link => {
                 let target_name = entry
                     .link_name_bytes()
-                    .ok_or_else(|| SnapshotError::unsafe_entry(&shown, "hardlink without a target"))?
+                    .ok_or_else(|| {
+                        SnapshotError::unsafe_entry(&shown, "hardlink without a target")
+                    })?
                     .into_owned();
                 self.hardlink(&abs, &target_name, &shown)?;
             }
             EntryType::Char | EntryType::Block => {
                 if !self.opts.devices {
-                    self.warn(format!("skipped device node {shown:?}: creating devices needs root"));
+                    self.warn(format!(
+                        "skipped device node {shown:?}: creating devices needs root"
+                    ));
                     return Ok(());
                 }
-                let major = header.device_major().map_err(SnapshotError::Tar)?.unwrap_or(0);
-                let minor = header.device_minor().map_err(SnapshotError::Tar)?.unwrap_or(0);
-                let sflag = if kind == EntryType::Char { SFlag::S_IFCHR } else { SFlag::S_IFBLK };
+                let major = header
+                    .device_major()
+                    .map_err(SnapshotError::Tar)?
+                    .unwrap_or(0);
+                let minor = header
+                    .device_minor()
+                    .map_err(SnapshotError::Tar)?
+                    .unwrap_or(0);
+                let sflag = if kind == EntryType::Char {
+                    SFlag::S_IFCHR
+                } else {
+                    SFlag::S_IFBLK
+                };
                 fsutil::remove_any(&abs)?;
-                if let Err(e) = fsutil::make_node(&abs, sflag, mode, fsutil::makedev(major, minor)) {
+                if let Err(e) = fsutil::make_node(&abs, sflag, mode, fsutil::makedev(major, minor))
+                {
                     if e.raw_os_error() == Some(libc::EPERM) {
                         self.warn(format!("skipped device node {shown:?}: {e}"));
                         return Ok(());
@@ -451,7 +517,10 @@ impl Unpacker {
                 fsutil::set_mtime(&abs, secs, nsecs)?;
             }
             other => {
-                self.warn(format!("skipped entry {shown:?} of unsupported tar type {:?}", other.as_byte() as char));
+                self.warn(format!(
+                    "skipped entry {shown:?} of unsupported tar type {:?}",
+                    other.as_byte() as char
+                ));
             }
         }
         Ok(())
@@ -468,10 +537,16 @@ impl Unpacker {
             SnapshotError::unsafe_entry(shown, "its hardlink target is an absolute path")
         })?;
         let Some((tname, tparent)) = tcomps.split_last() else {
-            return Err(SnapshotError::unsafe_entry(shown, "its hardlink target is the destination root"));
+            return Err(SnapshotError::unsafe_entry(
+                shown,
+                "its hardlink target is the destination root",
+            ));
         };
         if tname == ".." {
-            return Err(SnapshotError::unsafe_entry(shown, "its hardlink target leaves the destination directory"));
+            return Err(SnapshotError::unsafe_entry(
+                shown,
+                "its hardlink target leaves the destination directory",
+            ));
         }
         let missing = || {
             SnapshotError::unsafe_entry(
@@ -482,11 +557,16 @@ impl Unpacker {
                 ),
             )
         };
-        let tparent = self.resolve_dir(tparent, false, shown)?.ok_or_else(missing)?;
+        let tparent = self
+            .resolve_dir(tparent, false, shown)?
+            .ok_or_else(missing)?;
         let target = self.root.join(tparent.join(tname));
         match fs::symlink_metadata(&target) {
             Ok(md) if md.is_dir() => {
-                return Err(SnapshotError::unsafe_entry(shown, "its hardlink target is a directory"))
+                return Err(SnapshotError::unsafe_entry(
+                    shown,
+                    "its hardlink target is a directory",
+                ))
             }
             Ok(_) => {}
             Err(e) if not_found(&e) => return Err(missing()),
@@ -536,7 +616,10 @@ impl Unpacker {
                 self.warn(format!("skipped aufs metadata entry {shown:?}"));
                 return Ok(());
             }
-            return Err(SnapshotError::unsafe_entry(shown, "whiteout of an invalid name"));
+            return Err(SnapshotError::unsafe_entry(
+                shown,
+                "whiteout of an invalid name",
+            ));
         }
         match self.opts.mode {
             UnpackMode::Flatten => {
@@ -560,14 +643,24 @@ impl Unpacker {
                 self.mark_written(&parent);
                 let pabs = self.root.join(&parent);
                 if opaque {
-                    fsutil::set_xattr(&pabs, fsutil::OPAQUE_XATTRS[0], b"y")
-                        .map_err(|e| SnapshotError::io("mark opaque (needs root; or unpack in flatten mode)", &pabs, e))?;
+                    fsutil::set_xattr(&pabs, fsutil::OPAQUE_XATTRS[0], b"y").map_err(|e| {
+                        SnapshotError::io(
+                            "mark opaque (needs root; or unpack in flatten mode)",
+                            &pabs,
+                            e,
+                        )
+                    })?;
                 } else {
                     let rel = parent.join(wh);
                     let abs = self.root.join(&rel);
                     fsutil::remove_any(&abs)?;
-                    fsutil::make_node(&abs, SFlag::S_IFCHR, 0, 0)
-                        .map_err(|e| SnapshotError::io("create whiteout device (needs root; or unpack in flatten mode)", &abs, e))?;
+                    fsutil::make_node(&abs, SFlag::S_IFCHR, 0, 0).map_err(|e| {
+                        SnapshotError::io(
+                            "create whiteout device (needs root; or unpack in flatten mode)",
+                            &abs,
+                            e,
+                        )
+                    })?;
                     self.mark_written(&rel);
                 }
             }
@@ -626,13 +719,16 @@ fn copy_data(r: &mut impl Read, f: &mut fs::File, abs: &Path) -> Result<u64> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(SnapshotError::Tar(e)),
         };
-        f.write_all(&buf[..k]).map_err(|e| SnapshotError::io("write", abs, e))?;
+        f.write_all(&buf[..k])
+            .map_err(|e| SnapshotError::io("write", abs, e))?;
         n += k as u64;
     }
 }
 
 fn id32(id: u64, shown: &str) -> Result<u32> {
-    u32::try_from(id).map_err(|_| SnapshotError::unsafe_entry(shown, format!("owner id {id} does not fit in 32 bits")))
+    u32::try_from(id).map_err(|_| {
+        SnapshotError::unsafe_entry(shown, format!("owner id {id} does not fit in 32 bits"))
+    })
 }
 
 type PaxInfo = (Vec<(String, Vec<u8>)>, Option<(i64, i64)>);

@@ -100,7 +100,10 @@ pub struct WriteOptions {
 
 impl Default for WriteOptions {
     fn default() -> Self {
-        WriteOptions { mtime: MtimePolicy::from_env(), compression: LayerCompression::Gzip(DEFAULT_GZIP_LEVEL) }
+        WriteOptions {
+            mtime: MtimePolicy::from_env(),
+            compression: LayerCompression::Gzip(DEFAULT_GZIP_LEVEL),
+        }
     }
 }
 
@@ -136,7 +139,12 @@ pub fn write_layer(dir: &Path, source: DiffSource, out: impl Write) -> Result<La
 }
 
 /// Writes `dir` as a deterministic layer tar to `out`. See the module docs.
-pub fn write_layer_with(dir: &Path, source: DiffSource, out: impl Write, opts: &WriteOptions) -> Result<LayerStats> {
+pub fn write_layer_with(
+    dir: &Path,
+    source: DiffSource,
+    out: impl Write,
+    opts: &WriteOptions,
+) -> Result<LayerStats> {
     let mut w = LayerTarWriter::new(out, opts);
     w.walk(dir, Path::new(""), source)?;
     w.finish()
@@ -152,7 +160,12 @@ pub fn write_layer_with(dir: &Path, source: DiffSource, out: impl Write, opts: &
 /// program that rewrites a file and then restores its mtime to the nanosecond is not seen).
 /// Parent directories of changed entries are written too, like an overlay upper dir has
 /// them. A new hardlink to an unchanged file is written as a full copy.
-pub fn diff_trees(lower: &Path, upper: &Path, out: impl Write, opts: &WriteOptions) -> Result<LayerStats> {
+pub fn diff_trees(
+    lower: &Path,
+    upper: &Path,
+    out: impl Write,
+    opts: &WriteOptions,
+) -> Result<LayerStats> {
     let mut w = LayerTarWriter::new(out, opts);
     w.diff_dir(lower, upper, Path::new(""))?;
     w.finish()
@@ -210,19 +223,35 @@ impl Read for ExactReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.remaining == 0 {
             let mut probe = [0u8; 1];
-            let n = self.file.read(&mut probe).map_err(|e| self.fail(SnapshotError::io("read", self.path, e)))?;
+            let n = self
+                .file
+                .read(&mut probe)
+                .map_err(|e| self.fail(SnapshotError::io("read", self.path, e)))?;
             if n > 0 {
                 let (path, expected) = (self.path.to_path_buf(), self.size);
-                return Err(self.fail(SnapshotError::FileChanged { path, expected, got: expected + 1 }));
+                return Err(self.fail(SnapshotError::FileChanged {
+                    path,
+                    expected,
+                    got: expected + 1,
+                }));
             }
             return Ok(0);
         }
-        let max = buf.len().min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
-        let n = self.file.read(&mut buf[..max]).map_err(|e| self.fail(SnapshotError::io("read", self.path, e)))?;
+        let max = buf
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let n = self
+            .file
+            .read(&mut buf[..max])
+            .map_err(|e| self.fail(SnapshotError::io("read", self.path, e)))?;
         if n == 0 {
             let (path, expected) = (self.path.to_path_buf(), self.size);
             let got = expected - self.remaining;
-            return Err(self.fail(SnapshotError::FileChanged { path, expected, got }));
+            return Err(self.fail(SnapshotError::FileChanged {
+                path,
+                expected,
+                got,
+            }));
         }
         self.remaining -= n as u64;
         Ok(n)
@@ -263,7 +292,10 @@ fn read_names(dir: &Path) -> Result<Vec<OsString>> {
     let rd = fs::read_dir(dir).map_err(|e| SnapshotError::io("read directory", dir, e))?;
     let mut names = Vec::new();
     for de in rd {
-        names.push(de.map_err(|e| SnapshotError::io("read directory", dir, e))?.file_name());
+        names.push(
+            de.map_err(|e| SnapshotError::io("read directory", dir, e))?
+                .file_name(),
+        );
     }
     names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
     Ok(names)
@@ -278,10 +310,17 @@ impl<W: Write> LayerTarWriter<W> {
         let sink = match opts.compression {
             LayerCompression::None => Sink::Plain(out),
             LayerCompression::Gzip(level) => Sink::Gzip(Box::new(
-                GzBuilder::new().mtime(0).operating_system(255).write(out, flate2::Compression::new(level.min(9))),
+                GzBuilder::new()
+                    .mtime(0)
+                    .operating_system(255)
+                    .write(out, flate2::Compression::new(level.min(9))),
             )),
         };
-        let mut builder = tar::Builder::new(HashCount { inner: sink, hasher: Sha256::new(), count: 0 });
+        let mut builder = tar::Builder::new(HashCount {
+            inner: sink,
+            hasher: Sha256::new(),
+            count: 0,
+        });
         builder.follow_symlinks(false);
         LayerTarWriter {
             builder,
@@ -301,7 +340,12 @@ impl<W: Write> LayerTarWriter<W> {
             Sink::Gzip(gz) => gz.finish().map_err(out_err)?,
         };
         out.flush().map_err(out_err)?;
-        Ok(LayerStats { diff_id, uncompressed_size: hc.count, entries: self.entries, warnings: self.warnings })
+        Ok(LayerStats {
+            diff_id,
+            uncompressed_size: hc.count,
+            entries: self.entries,
+            warnings: self.warnings,
+        })
     }
 
     /// The plain / overlay-upper walk.
@@ -352,14 +396,19 @@ impl<W: Write> LayerTarWriter<W> {
         h.set_size(0);
 
         if ft.is_socket() {
-            self.warnings.push(format!("skipped socket {} (tar cannot store sockets)", rel.display()));
+            self.warnings.push(format!(
+                "skipped socket {} (tar cannot store sockets)",
+                rel.display()
+            ));
             return Ok(());
         }
         if !ft.is_dir() && md.nlink() > 1 {
             let key = (md.dev(), md.ino());
             if let Some(first) = self.links.get(&key).cloned() {
                 h.set_entry_type(EntryType::Link);
-                self.builder.append_link(&mut h, rel, &first).map_err(out_err)?;
+                self.builder
+                    .append_link(&mut h, rel, &first)
+                    .map_err(out_err)?;
                 self.entries += 1;
                 return Ok(());
             }
@@ -368,8 +417,10 @@ impl<W: Write> LayerTarWriter<W> {
 
         let xattrs = fsutil::portable_xattrs(abs)?;
         if !xattrs.is_empty() {
-            let keys: Vec<(String, &[u8])> =
-                xattrs.iter().map(|(n, v)| (format!("SCHILY.xattr.{n}"), v.as_slice())).collect();
+            let keys: Vec<(String, &[u8])> = xattrs
+                .iter()
+                .map(|(n, v)| (format!("SCHILY.xattr.{n}"), v.as_slice()))
+                .collect();
             self.builder
                 .append_pax_extensions(keys.iter().map(|(k, v)| (k.as_str(), *v)))
                 .map_err(out_err)?;
@@ -383,27 +434,48 @@ impl<W: Write> LayerTarWriter<W> {
                 .custom_flags(libc::O_NOFOLLOW)
                 .open(abs)
                 .map_err(|e| SnapshotError::io("open", abs, e))?;
-            let mut r = ExactReader { file, path: abs, size: md.len(), remaining: md.len(), failure: None };
+            let mut r = ExactReader {
+                file,
+                path: abs,
+                size: md.len(),
+                remaining: md.len(),
+                failure: None,
+            };
             if let Err(e) = self.builder.append_data(&mut h, rel, &mut r) {
                 return Err(r.failure.take().unwrap_or(SnapshotError::Output(e)));
             }
         } else if ft.is_dir() {
             h.set_entry_type(EntryType::Directory);
-            self.builder.append_data(&mut h, rel, io::empty()).map_err(out_err)?;
+            self.builder
+                .append_data(&mut h, rel, io::empty())
+                .map_err(out_err)?;
         } else if ft.is_symlink() {
             h.set_entry_type(EntryType::Symlink);
-            let target = fs::read_link(abs).map_err(|e| SnapshotError::io("read symlink", abs, e))?;
-            self.builder.append_link(&mut h, rel, &target).map_err(out_err)?;
+            let target =
+                fs::read_link(abs).map_err(|e| SnapshotError::io("read symlink", abs, e))?;
+            self.builder
+                .append_link(&mut h, rel, &target)
+                .map_err(out_err)?;
         } else if ft.is_char_device() || ft.is_block_device() {
-            h.set_entry_type(if ft.is_char_device() { EntryType::Char } else { EntryType::Block });
+            h.set_entry_type(if ft.is_char_device() {
+                EntryType::Char
+            } else {
+                EntryType::Block
+            });
             let rdev = md.rdev();
             let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
-            h.set_device_major(u32::try_from(major).unwrap_or(u32::MAX)).map_err(out_err)?;
-            h.set_device_minor(u32::try_from(minor).unwrap_or(u32::MAX)).map_err(out_err)?;
-            self.builder.append_data(&mut h, rel, io::empty()).map_err(out_err)?;
+            h.set_device_major(u32::try_from(major).unwrap_or(u32::MAX))
+                .map_err(out_err)?;
+            h.set_device_minor(u32::try_from(minor).unwrap_or(u32::MAX))
+                .map_err(out_err)?;
+            self.builder
+                .append_data(&mut h, rel, io::empty())
+                .map_err(out_err)?;
         } else if ft.is_fifo() {
             h.set_entry_type(EntryType::Fifo);
-            self.builder.append_data(&mut h, rel, io::empty()).map_err(out_err)?;
+            self.builder
+                .append_data(&mut h, rel, io::empty())
+                .map_err(out_err)?;
         }
         self.entries += 1;
         Ok(())
@@ -418,7 +490,9 @@ impl<W: Write> LayerTarWriter<W> {
         h.set_gid(0);
         h.set_mtime(0);
         h.set_size(0);
-        self.builder.append_data(&mut h, rel, io::empty()).map_err(out_err)?;
+        self.builder
+            .append_data(&mut h, rel, io::empty())
+            .map_err(out_err)?;
         self.entries += 1;
         Ok(())
     }
@@ -469,11 +543,18 @@ impl<W: Write> LayerTarWriter<W> {
                         if differs(&labs, &lmd, &uabs, &umd)? {
                             self.add(&crel, &uabs, &umd)?;
                         } else {
-                            self.pending.push(PendingDir { rel: crel.clone(), abs: uabs.clone(), emitted: false });
+                            self.pending.push(PendingDir {
+                                rel: crel.clone(),
+                                abs: uabs.clone(),
+                                emitted: false,
+                            });
                         }
                         let depth = self.pending.len();
                         self.diff_dir(&labs, &uabs, &crel)?;
-                        if self.pending.len() == depth && depth > 0 && self.pending[depth - 1].rel == crel {
+                        if self.pending.len() == depth
+                            && depth > 0
+                            && self.pending[depth - 1].rel == crel
+                        {
                             self.pending.pop();
                         }
                     } else if differs(&labs, &lmd, &uabs, &umd)? {
