@@ -133,21 +133,23 @@ pub fn unpack_layer_with(
     let mut archive = tar::Archive::new(Counting {
         inner: BufReader::with_capacity(256 * 1024, tar),
         count: 0,
+        eof: false,
     });
-    let mut last_end: u64 = 0;
     {
         let entries = archive.entries().map_err(SnapshotError::Tar)?;
         for entry in entries {
             let mut entry = entry.map_err(SnapshotError::Tar)?;
-            last_end = entry.raw_file_position() + entry.size().div_ceil(512) * 512;
             u.entry(&mut entry)?;
         }
     }
-    let read = archive.into_inner().count;
-    // The tar crate treats a clean EOF at a header boundary as the end; a real archive ends
-    // with zero blocks, so having read none after the last entry means the stream was cut.
-    if read < last_end + 512 {
-        return Err(SnapshotError::Truncated { bytes: read });
+    let counting = archive.into_inner();
+    // The tar crate stops at a zero block (the end-of-archive marker) or quietly at EOF on a
+    // header boundary. Entry data is read through exact-size limits, so hitting EOF at all
+    // means the stream ended before its end marker.
+    if counting.eof {
+        return Err(SnapshotError::Truncated {
+            bytes: counting.count,
+        });
     }
     u.finish_dirs()?;
     Ok(u.report)
@@ -198,15 +200,19 @@ pub fn unpack_to_new_dir(
     Ok(report)
 }
 
-/// A reader that counts the bytes it handed out.
+/// A reader that counts the bytes it handed out and notices the end of its input.
 struct Counting<R> {
     inner: R,
     count: u64,
+    eof: bool,
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.eof = true;
+        }
         self.count += n as u64;
         Ok(n)
     }
@@ -385,7 +391,11 @@ impl Unpacker {
         ) {
             return Ok(());
         }
-        let name = entry.path_bytes().into_owned();
+        let pax = pax_info(entry)?;
+        let name = match pax.sparse.as_ref().and_then(|sp| sp.name.clone()) {
+            Some(real) => real,
+            None => entry.path_bytes().into_owned(),
+        };
         let shown = String::from_utf8_lossy(&name).into_owned();
         let comps = split_name(&name, &shown)?;
         self.report.entries += 1;
@@ -403,7 +413,11 @@ impl Unpacker {
             return self.whiteout(parent_comps, wh, &shown);
         }
 
-        let (xattrs, mtime) = pax_info(entry)?;
+        let PaxInfo {
+            xattrs,
+            mtime,
+            sparse,
+        } = pax;
         let header = entry.header();
         let mode = header.mode().map_err(SnapshotError::Tar)?;
         let uid = id32(header.uid().map_err(SnapshotError::Tar)?, &shown)?;
@@ -433,8 +447,13 @@ impl Unpacker {
                     .custom_flags(libc::O_NOFOLLOW)
                     .open(&abs)
                     .map_err(|e| SnapshotError::io("create", &abs, e))?;
-                let n = copy_data(entry, &mut f, &abs)?;
-                if kind != EntryType::GNUSparse && n != entry.size() {
+                let n = match &sparse {
+                    Some(sp) if kind == EntryType::Regular => {
+                        copy_pax_sparse(entry, &mut f, &abs, sp, &shown)?
+                    }
+                    _ => copy_data(entry, &mut f, &abs)?,
+                };
+                if kind != EntryType::GNUSparse && sparse.is_none() && n != entry.size() {
                     return Err(SnapshotError::Truncated {
                         bytes: entry.raw_file_position() + n,
                     });
@@ -731,24 +750,160 @@ fn id32(id: u64, shown: &str) -> Result<u32> {
     })
 }
 
-type PaxInfo = (Vec<(String, Vec<u8>)>, Option<(i64, i64)>);
+/// What an entry's PAX header says beyond what the tar crate applies itself.
+struct PaxInfo {
+    /// `SCHILY.xattr.<name>` records.
+    xattrs: Vec<(String, Vec<u8>)>,
+    /// A precise `mtime` (seconds, nanoseconds).
+    mtime: Option<(i64, i64)>,
+    /// GNU tar's PAX sparse-file records (formats 0.0, 0.1 and 1.0).
+    sparse: Option<PaxSparse>,
+}
 
-/// The entry's xattrs (`SCHILY.xattr.*`) and precise mtime from its PAX header, if any.
+#[derive(Default)]
+struct PaxSparse {
+    /// `GNU.sparse.name`: the real name (the header holds `GNUSparseFile.<pid>/<name>`).
+    name: Option<Vec<u8>>,
+    /// `GNU.sparse.realsize` (1.0) or `GNU.sparse.size` (0.x): the expanded size.
+    real_size: Option<u64>,
+    /// `GNU.sparse.major` is 1: the map is at the start of the data.
+    map_in_data: bool,
+    /// 0.1's `GNU.sparse.map` or 0.0's repeated `GNU.sparse.offset`/`numbytes`: offset, size,
+    /// offset, size, ...
+    map: Vec<u64>,
+}
+
+/// The entry's PAX records we handle.
 fn pax_info<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<PaxInfo> {
-    let mut xattrs = Vec::new();
-    let mut mtime = None;
-    if let Some(exts) = entry.pax_extensions().map_err(SnapshotError::Tar)? {
-        for ext in exts {
-            let ext = ext.map_err(SnapshotError::Tar)?;
-            let Ok(key) = ext.key() else { continue };
-            if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
-                xattrs.push((name.to_owned(), ext.value_bytes().to_vec()));
-            } else if key == "mtime" {
-                mtime = ext.value().ok().and_then(parse_pax_time);
+    let mut info = PaxInfo {
+        xattrs: Vec::new(),
+        mtime: None,
+        sparse: None,
+    };
+    let Some(exts) = entry.pax_extensions().map_err(SnapshotError::Tar)? else {
+        return Ok(info);
+    };
+    let bad = |what: &str| {
+        SnapshotError::Tar(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("invalid PAX record {what}"),
+        ))
+    };
+    for ext in exts {
+        let ext = ext.map_err(SnapshotError::Tar)?;
+        let Ok(key) = ext.key() else { continue };
+        let num = || {
+            ext.value()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| bad(key))
+        };
+        if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
+            info.xattrs
+                .push((name.to_owned(), ext.value_bytes().to_vec()));
+        } else if key == "mtime" {
+            info.mtime = ext.value().ok().and_then(parse_pax_time);
+        } else if let Some(sk) = key.strip_prefix("GNU.sparse.") {
+            let sp = info.sparse.get_or_insert_with(PaxSparse::default);
+            match sk {
+                "name" => sp.name = Some(ext.value_bytes().to_vec()),
+                "realsize" | "size" => sp.real_size = Some(num()?),
+                "major" => sp.map_in_data = num()? == 1,
+                "offset" | "numbytes" => sp.map.push(num()?),
+                "map" => {
+                    for v in ext
+                        .value()
+                        .map_err(|_| bad(key))?
+                        .split(',')
+                        .filter(|v| !v.is_empty())
+                    {
+                        sp.map.push(v.trim().parse().map_err(|_| bad(key))?);
+                    }
+                }
+                _ => {}
             }
         }
     }
-    Ok((xattrs, mtime))
+    Ok(info)
+}
+
+/// Writes a GNU PAX sparse file: data chunks at their offsets, then the real size.
+fn copy_pax_sparse<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    f: &mut fs::File,
+    abs: &Path,
+    sp: &PaxSparse,
+    shown: &str,
+) -> Result<u64> {
+    use std::io::{Seek, SeekFrom, Write};
+    let bad = |why: &str| {
+        SnapshotError::Tar(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("sparse file {shown:?}: {why}"),
+        ))
+    };
+    let mut consumed = 0u64;
+    let map: Vec<u64> = if sp.map_in_data {
+        // Decimal numbers, one a line: count, then offset/size pairs; padded to 512 bytes.
+        let mut read_num = |consumed: &mut u64| -> Result<u64> {
+            let mut digits = Vec::new();
+            loop {
+                let mut b = [0u8; 1];
+                entry.read_exact(&mut b).map_err(SnapshotError::Tar)?;
+                *consumed += 1;
+                if b[0] == b'\n' {
+                    break;
+                }
+                if !b[0].is_ascii_digit() || digits.len() > 20 {
+                    return Err(bad("corrupt sparse map"));
+                }
+                digits.push(b[0]);
+            }
+            std::str::from_utf8(&digits)
+                .ok()
+                .and_then(|d| d.parse().ok())
+                .ok_or_else(|| bad("corrupt sparse map"))
+        };
+        let count = read_num(&mut consumed)?;
+        if count > 1 << 20 {
+            return Err(bad("too many sparse chunks"));
+        }
+        let mut map = Vec::new();
+        for _ in 0..count * 2 {
+            map.push(read_num(&mut consumed)?);
+        }
+        let pad = consumed.div_ceil(512) * 512 - consumed;
+        io::copy(&mut entry.by_ref().take(pad), &mut io::sink()).map_err(SnapshotError::Tar)?;
+        consumed += pad;
+        map
+    } else {
+        sp.map.clone()
+    };
+    if map.len() % 2 != 0 {
+        return Err(bad("odd sparse map"));
+    }
+    let mut data = 0u64;
+    for pair in map.chunks(2) {
+        let (offset, size) = (pair[0], pair[1]);
+        f.seek(SeekFrom::Start(offset))
+            .map_err(|e| SnapshotError::io("seek in", abs, e))?;
+        let n = copy_data(&mut entry.by_ref().take(size), f, abs)?;
+        if n != size {
+            return Err(SnapshotError::Truncated {
+                bytes: entry.raw_file_position() + consumed + data + n,
+            });
+        }
+        data += n;
+    }
+    if consumed + data != entry.size() {
+        return Err(bad("sparse map does not match the entry size"));
+    }
+    if let Some(real) = sp.real_size {
+        f.set_len(real)
+            .map_err(|e| SnapshotError::io("set the size of", abs, e))?;
+    }
+    let _ = f.flush();
+    Ok(data)
 }
 
 /// Parses a PAX time like `1700000000.123456789` (or negative) into seconds and nanoseconds.
