@@ -879,7 +879,7 @@ fn copy_pax_sparse<R: Read>(
     } else {
         sp.map.clone()
     };
-    if map.len() % 2 != 0 {
+    if !map.len().is_multiple_of(2) {
         return Err(bad("odd sparse map"));
     }
     let mut data = 0u64;
