@@ -243,3 +243,35 @@ fn scratch_and_many_lowers_mount() {
         .to_string();
     assert!(bad.contains("':'"), "{bad}");
 }
+
+/// A whiteout never hides what the same layer wrote, in either mode; one written before the
+/// entry (`.wh.x` then `x`) is replaced by it.
+#[test]
+fn whiteout_and_entry_of_one_name_in_one_layer() {
+    if !is_root() {
+        return;
+    }
+    let tar = raw_tar(&[
+        file("a", b"mine"),
+        file(".wh.a", b""),
+        file(".wh.b", b""),
+        file("b", b"new"),
+    ]);
+    for opts in [UnpackOptions::default(), UnpackOptions::overlay_layer()] {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("b"), b"lower").unwrap();
+        snapshot::unpack_layer_with(&tar[..], tmp.path(), &opts).unwrap();
+        assert_eq!(
+            fs::read(tmp.path().join("a")).unwrap(),
+            b"mine",
+            "{:?}",
+            opts.mode
+        );
+        assert_eq!(
+            fs::read(tmp.path().join("b")).unwrap(),
+            b"new",
+            "{:?}",
+            opts.mode
+        );
+    }
+}

@@ -671,6 +671,10 @@ impl Unpacker {
                     })?;
                 } else {
                     let rel = parent.join(wh);
+                    if self.written.contains(&rel) {
+                        // This layer wrote `name` itself: a whiteout only hides lower content.
+                        return Ok(());
+                    }
                     let abs = self.root.join(&rel);
                     fsutil::remove_any(&abs)?;
                     fsutil::make_node(&abs, SFlag::S_IFCHR, 0, 0).map_err(|e| {
