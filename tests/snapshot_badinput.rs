@@ -264,6 +264,7 @@ fn device_tar() -> Vec<u8> {
 fn device_nodes_are_skipped_with_a_warning_when_not_permitted() {
     let (_tmp, dest, _) = setup();
     let opts = UnpackOptions {
+        parents_from: Vec::new(),
         mode: UnpackMode::Flatten,
         same_owner: false,
         devices: false,

@@ -275,3 +275,35 @@ fn whiteout_and_entry_of_one_name_in_one_layer() {
         );
     }
 }
+
+/// A layer writing `tmp/x` without a `tmp/` entry must not turn the image's sticky 1777 /tmp
+/// into a 0755 one in the overlay.
+#[test]
+fn implicit_parents_take_the_lower_layers_metadata() {
+    if !is_root() {
+        return;
+    }
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let tmp = tempfile::tempdir().unwrap();
+    let lower = tmp.path().join("lower");
+    fs::create_dir_all(lower.join("tmp")).unwrap();
+    fs::set_permissions(lower.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
+    std::os::unix::fs::lchown(lower.join("tmp"), Some(3), Some(4)).unwrap();
+    let tar = raw_tar(&[file("tmp/x", b"x"), file("other/y", b"y")]);
+    let snap = tmp.path().join("snap");
+    let opts = UnpackOptions {
+        parents_from: vec![lower.clone()],
+        ..UnpackOptions::overlay_layer()
+    };
+    snapshot::unpack_to_new_dir(&tar[..], &snap, &opts).unwrap();
+    let md = fs::metadata(snap.join("tmp")).unwrap();
+    assert_eq!((md.mode() & 0o7777, md.uid(), md.gid()), (0o1777, 3, 4));
+    let md = fs::metadata(snap.join("other")).unwrap();
+    assert_eq!(md.mode() & 0o7777, 0o755);
+
+    // Mounted: /tmp keeps its mode.
+    let [u, w, m] = <[PathBuf; 3]>::try_from(mkdirs(tmp.path(), &["u", "w", "m"])).unwrap();
+    let g = overlay::mount(&[snap, lower], &u, &w, &m).unwrap();
+    assert_eq!(fs::metadata(m.join("tmp")).unwrap().mode() & 0o7777, 0o1777);
+    drop(g);
+}

@@ -29,7 +29,7 @@ use std::fs;
 use std::io::{self, BufReader, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
@@ -63,6 +63,12 @@ pub struct UnpackOptions {
     /// Create character/block device nodes (default: when running as root). When false they
     /// are skipped with a warning in the report. Fifos are always created.
     pub devices: bool,
+    /// For [`UnpackMode::OverlayLayer`]: the already unpacked lower layers (top first). A
+    /// tar that writes `tmp/x` without a `tmp/` entry makes this layer create `tmp`, and in
+    /// an overlay the topmost copy of a directory decides its mode and owner; so an implicit
+    /// parent copies mode, owner, xattrs and mtime from the first of these layers that has
+    /// it as a real directory (instead of 0755, the process' owner, now). Empty: defaults.
+    pub parents_from: Vec<PathBuf>,
 }
 
 impl Default for UnpackOptions {
@@ -72,6 +78,7 @@ impl Default for UnpackOptions {
             mode: UnpackMode::Flatten,
             same_owner: root,
             devices: root,
+            parents_from: Vec::new(),
         }
     }
 }
@@ -359,12 +366,41 @@ impl Unpacker {
                     }
                     fs::create_dir(&abs)
                         .map_err(|e| SnapshotError::io("create directory", &abs, e))?;
+                    self.implicit_parent(&rel, &abs)?;
                     stack = rel;
                 }
                 Err(e) => return Err(SnapshotError::io("inspect", &abs, e)),
             }
         }
         Ok(Some(stack))
+    }
+
+    /// Gives a directory the tar did not describe the metadata of the lower layers' copy
+    /// (see [`UnpackOptions::parents_from`]).
+    fn implicit_parent(&mut self, rel: &Path, abs: &Path) -> Result<()> {
+        let Some(src) = self
+            .opts
+            .parents_from
+            .iter()
+            .find_map(|l| real_dir_in(l, rel))
+        else {
+            return Ok(());
+        };
+        let md = fs::symlink_metadata(&src).map_err(|e| SnapshotError::io("inspect", &src, e))?;
+        if self.opts.same_owner {
+            fsutil::set_owner(abs, md.uid(), md.gid())?;
+        }
+        for (name, value) in fsutil::portable_xattrs(&src)? {
+            if let Err(e) = fsutil::set_xattr(abs, &name, &value) {
+                self.warn(format!(
+                    "could not set xattr {name} on {}: {e}",
+                    rel.display()
+                ));
+            }
+        }
+        self.dirs
+            .push((rel.to_path_buf(), md.mode(), md.mtime(), md.mtime_nsec()));
+        Ok(())
     }
 
     fn mark_written(&mut self, rel: &Path) {
@@ -728,6 +764,18 @@ impl Unpacker {
         }
         Ok(())
     }
+}
+
+/// `layer/rel` when every component of it is a real directory (no symlink is followed).
+fn real_dir_in(layer: &Path, rel: &Path) -> Option<PathBuf> {
+    let mut p = layer.to_path_buf();
+    for c in rel.components() {
+        p.push(c);
+        if !fs::symlink_metadata(&p).ok()?.is_dir() {
+            return None;
+        }
+    }
+    Some(p)
 }
 
 /// Copies an entry's data, telling read errors (the tar) from write errors (the file).
