@@ -59,7 +59,10 @@ fn remove_tree(p: &Path) -> Result<()> {
 impl Store {
     /// Delete every blob and snapshot no tag or cache record references (with `all`, drop
     /// the build cache first).
-    pub fn prune(&self, all: bool) -> Result<PruneReport> {
+    ///
+    /// `in_use` names snapshot dirs that something outside the store (a container's
+    /// overlay) still mounts as lower dirs: they are kept whatever references them.
+    pub fn prune(&self, all: bool, in_use: &[std::path::PathBuf]) -> Result<PruneReport> {
         let _gc = self.lock_file("gc.lock", FlockArg::LockExclusive)?;
         let mut report = PruneReport::default();
         let mut keep_blobs: HashSet<Digest> = HashSet::new();
@@ -68,18 +71,35 @@ impl Store {
             if entry_reference(&entry).is_none() {
                 continue;
             }
-            let name = entry_reference(&entry).map(|r| r.to_string()).unwrap_or_else(|| entry.digest.to_string());
+            let name = entry_reference(&entry)
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| entry.digest.to_string());
             keep_blobs.insert(entry.digest.clone());
             if super::media::is_index(&entry.media_type) {
-                let idx: super::Index = self.read_json_blob(&entry.digest).map_err(|e| damaged(&name, e))?;
+                let idx: super::Index = self
+                    .read_json_blob(&entry.digest)
+                    .map_err(|e| damaged(&name, e))?;
                 keep_blobs.extend(idx.manifests.iter().map(|d| d.digest.clone()));
             }
             let img = self.image(&entry).map_err(|e| damaged(&name, e))?;
             keep_blobs.insert(img.manifest_desc.digest.clone());
             keep_blobs.insert(img.id.clone());
             keep_blobs.extend(img.manifest.layers.iter().map(|l| l.digest.clone()));
-            keep_snaps.extend(img.config.rootfs.diff_ids.iter().map(|d| d.hex().to_string()));
+            keep_snaps.extend(
+                img.config
+                    .rootfs
+                    .diff_ids
+                    .iter()
+                    .map(|d| d.hex().to_string()),
+            );
         }
+        keep_snaps.extend(
+            in_use
+                .iter()
+                .filter(|p| p.parent() == Some(self.snapshots_dir().as_path()))
+                .filter_map(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned()),
+        );
         if !all {
             for (_, rec) in self.cache_records()? {
                 keep_blobs.extend(rec.layer.map(|l| l.digest));
@@ -96,13 +116,17 @@ impl Store {
         }
         report.untagged_images = self.drop_untagged()?;
 
-
         let blobs = self.blobs_dir();
-        let mut names: Vec<_> = fs::read_dir(&blobs).at(&blobs)?.filter_map(|e| e.ok()).collect();
+        let mut names: Vec<_> = fs::read_dir(&blobs)
+            .at(&blobs)?
+            .filter_map(|e| e.ok())
+            .collect();
         names.sort_by_key(|e| e.file_name());
         for e in names {
             let name = e.file_name().to_string_lossy().into_owned();
-            let keep = Digest::from_hex(&name).map(|d| keep_blobs.contains(&d)).unwrap_or(false);
+            let keep = Digest::from_hex(&name)
+                .map(|d| keep_blobs.contains(&d))
+                .unwrap_or(false);
             if keep {
                 continue;
             }
@@ -116,7 +140,10 @@ impl Store {
         super::sync_dir(&blobs)?;
 
         let snaps = self.snapshots_dir();
-        let mut names: Vec<_> = fs::read_dir(&snaps).at(&snaps)?.filter_map(|e| e.ok()).collect();
+        let mut names: Vec<_> = fs::read_dir(&snaps)
+            .at(&snaps)?
+            .filter_map(|e| e.ok())
+            .collect();
         names.sort_by_key(|e| e.file_name());
         for e in names {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -127,6 +154,17 @@ impl Store {
             remove_tree(&e.path())?;
             if !name.starts_with('.') {
                 report.snapshots.push(name);
+            }
+        }
+        // index.json temp files are only made under the index lock: any left are a crash's.
+        {
+            let _index = self.lock_file("index.lock", FlockArg::LockExclusive)?;
+            let oci = self.oci_dir();
+            for e in fs::read_dir(&oci).at(&oci)?.filter_map(|e| e.ok()) {
+                if e.file_name().to_string_lossy().starts_with(".tmp-") {
+                    report.bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+                    let _ = fs::remove_file(e.path());
+                }
             }
         }
         // Nobody holds a lease, so whatever is in ingest/ is left over from a crash.
