@@ -217,6 +217,7 @@ struct Marker {
     fd: Option<u32>,
     expand: bool,
     pos: Position,
+    end: Position,
 }
 
 /// `ONBUILD ONBUILD ...` is rejected by the typed layer; the line level only bounds the
@@ -311,7 +312,7 @@ fn parse_lines(text: &str, path: &Path) -> Result<(Directives, Vec<Parsed>), Par
                 expand: m.expand,
                 chomp: m.chomp,
                 fd: m.fd,
-                span: Span { start: m.pos, end: m.pos },
+                span: Span { start: m.pos, end: m.end },
             });
         }
         let end_pos = src.pos(end_off);
@@ -659,7 +660,8 @@ fn heredoc_markers(cx: &Ctx, lg: &Logical, p: &Parsed, lead: usize) -> Vec<Marke
     let mut out = Vec::new();
     for (word, off) in q_words(cx, line) {
         if let Some(m) = heredoc_of_word(cx, &word) {
-            out.push(Marker { pos: cx.at(lg, lead + off), ..m });
+            let end = cx.at(lg, lead + off + word.len());
+            out.push(Marker { pos: cx.at(lg, lead + off), end, ..m });
         }
     }
     out
@@ -683,6 +685,7 @@ fn heredoc_of_word(cx: &Ctx, word: &str) -> Option<Marker> {
         fd: t.child(Rule::heredoc_fd).and_then(|f| f.text.parse().ok()),
         expand: !quoted,
         pos: Position::default(),
+        end: Position::default(),
     })
 }
 
