@@ -11,7 +11,7 @@
 //! The escape character changes lexing, and pest grammars have no parameters, so two
 //! parsers are generated from the same rules (`esc` comes from `escape_backslash.pest` or
 //! `escape_backtick.pest`). Their `Rule` enums have the same variants in the same order;
-//! pairs of both are converted into one small token tree ([`Tok`]) keyed by the backslash
+//! pairs of both are converted into one small token tree (`Tok`) keyed by the backslash
 //! parser's `Rule`.
 
 use std::collections::HashMap;
