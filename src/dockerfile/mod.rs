@@ -11,6 +11,7 @@
 pub mod ast;
 pub mod directives;
 pub mod error;
+pub mod expand;
 pub mod parser;
 
 use std::path::Path;
