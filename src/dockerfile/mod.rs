@@ -10,6 +10,7 @@
 
 pub mod ast;
 pub mod directives;
+pub mod dockerignore;
 pub mod error;
 pub mod expand;
 pub mod parser;
