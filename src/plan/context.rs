@@ -113,6 +113,16 @@ impl<F: Fn(&str) -> bool + Send + Sync> ContextFilter for FnFilter<F> {
     }
 }
 
+/// `.dockerignore` rules decide the context (Docker's semantics, not gitignore's).
+impl ContextFilter for crate::dockerfile::dockerignore::Dockerignore {
+    fn is_excluded(&self, rel: &str) -> bool {
+        self.is_ignored(rel)
+    }
+    fn can_skip_dir(&self, rel: &str) -> bool {
+        crate::dockerfile::dockerignore::Dockerignore::can_skip_dir(self, rel)
+    }
+}
+
 /// The type of a context entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EntryKind {

@@ -1,7 +1,9 @@
 //! AST → stage graph → cache keys. Pure, except hashing context files.
 //!
+//! - [`graph`]: which stages the target needs, their dependencies, FROM resolution.
 //! - [`cachekey`]: the versioned key encoding and its rules table.
 //! - [`context`]: context file digests, the stat cache, COPY source selection.
 
 pub mod cachekey;
 pub mod context;
+pub mod graph;
