@@ -5,7 +5,7 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Component, Path, PathBuf};
 
 use crate::snapshot::{self, DiffSource, LayerCompression, MtimePolicy, WriteOptions, DEFAULT_GZIP_LEVEL};
@@ -218,12 +218,6 @@ fn stale_pid(name: &OsStr) -> Option<u32> {
     let s = name.to_str()?;
     let rest = s.strip_prefix("build-")?;
     rest.split('-').next()?.parse().ok()
-}
-
-/// Owner of an existing path (uid, gid).
-pub fn owner_of(p: &Path) -> io::Result<(u32, u32)> {
-    let m = fs::symlink_metadata(p)?;
-    Ok((m.uid(), m.gid()))
 }
 
 #[cfg(test)]

@@ -52,10 +52,6 @@ impl StageState {
             .unwrap_or_default()
     }
 
-    pub fn env_get(&self, k: &str) -> Option<String> {
-        self.env().into_iter().find(|(n, _)| n == k).map(|(_, v)| v)
-    }
-
     fn env_set(&mut self, k: &str, v: &str) {
         let mut env = self.env();
         match env.iter_mut().find(|(n, _)| n == k) {
@@ -344,19 +340,15 @@ pub fn run_stage(ctx: &Ctx<'_>, idx: usize) -> Result<StageState, BuildError> {
             ctx.steps.fetch_add(1, Ordering::Relaxed);
             let r = match &node.instruction {
                 Instruction::Run(r) => super::run::run_step(ctx, &mut s, &scope, r, &info),
-                Instruction::Copy(c) => {
-                    let req = super::copy::CopyRequest::from_copy(c, &exp)?;
-                    super::copy::copy_step(ctx, &mut s, req, &info)
-                }
-                Instruction::Add(a) => {
-                    let req = super::copy::CopyRequest::from_add(a, &exp)?;
-                    super::copy::copy_step(ctx, &mut s, req, &info)
-                }
-                Instruction::Workdir(w) => {
-                    let path = absolute(&s.workdir(), &exp(&w.value)?);
+                Instruction::Copy(c) => super::copy::CopyRequest::from_copy(c, &exp, &info)
+                    .and_then(|req| super::copy::copy_step(ctx, &mut s, req, &info)),
+                Instruction::Add(a) => super::copy::CopyRequest::from_add(a, &exp, &info)
+                    .and_then(|req| super::copy::copy_step(ctx, &mut s, req, &info)),
+                Instruction::Workdir(w) => exp(&w.value).and_then(|v| {
+                    let path = absolute(&s.workdir(), &v);
                     s.cc().working_dir = Some(path.clone());
                     super::copy::workdir_step(ctx, &mut s, &path, &info)
-                }
+                }),
                 _ => Ok(false),
             };
             match r {
