@@ -11,6 +11,7 @@
 pub mod ast;
 pub mod directives;
 pub mod dockerignore;
+pub mod dump;
 pub mod error;
 pub mod expand;
 pub mod parser;
