@@ -351,6 +351,19 @@ pub fn build(
         errors: Mutex::new(Vec::new()),
     };
 
+    // Scan the context up front when a needed stage copies from it, so its progress line
+    // comes first and stages do not wait for each other's first COPY.
+    let needs_context = graph.order.iter().any(|&i| {
+        df.stages[i].instructions.iter().any(|n| match &n.instruction {
+            dockerfile::Instruction::Copy(c) => c.from.is_none(),
+            dockerfile::Instruction::Add(_) => true,
+            _ => false,
+        })
+    });
+    if needs_context {
+        ctx.context()?;
+    }
+
     std::thread::scope(|s| {
         for &i in &graph.order {
             let ctx = &ctx;
