@@ -128,6 +128,15 @@ fn hostname_env_and_user_are_as_specified() {
     s.cwd = "/tmp".into();
     assert_eq!(run_ok(&s), "1234\n65534\n/tmp\n");
 
+    // Docker's HOME, on request only.
+    let mut s = sh(Rootfs::Dir(f.root.clone()), "echo $HOME");
+    s.set_home = true;
+    assert_eq!(run_ok(&s), "/root\n");
+    s.user = Some("nobody".into());
+    assert_eq!(run_ok(&s), "/nonexistent\n");
+    s.env.push(("HOME".into(), "/given".into()));
+    assert_eq!(run_ok(&s), "/given\n");
+
     let mut s = sh(Rootfs::Dir(f.root.clone()), "true");
     s.user = Some("ghost".into());
     let e = sandbox::spawn(&s, Path::new(INIT)).unwrap_err();
@@ -302,6 +311,8 @@ fn overlay_writes_land_in_upper_and_lower_is_unchanged() {
     let top = tmp.path().join("top");
     std::fs::create_dir_all(top.join("etc")).unwrap();
     std::fs::write(top.join("etc/motd"), "from top\n").unwrap();
+    std::fs::create_dir_all(top.join("data/sub")).unwrap();
+    std::fs::write(top.join("data/sub/file"), "payload").unwrap();
     let rootfs = Rootfs::Overlay {
         lower: vec![top.clone(), f.root.clone()],
         upper: upper.clone(),
@@ -309,7 +320,7 @@ fn overlay_writes_land_in_upper_and_lower_is_unchanged() {
     };
     let out = run_ok(&sh(
         rootfs,
-        "cat /etc/motd; echo hi > /tmp/new; rm /etc/group; awk '$5 == \"/\"' /proc/self/mountinfo | grep -c ' - overlay '; cat /etc/resolv.conf >/dev/null && echo resolv",
+        "cat /etc/motd; echo hi > /tmp/new; rm /etc/group; awk '$5 == \"/\"' /proc/self/mountinfo | grep -c ' - overlay '; cat /etc/resolv.conf >/dev/null && echo resolv; mv /data/sub /data/moved",
     ));
     assert_eq!(out, "from top\n1\nresolv\n");
     assert_eq!(
@@ -333,7 +344,28 @@ fn overlay_writes_land_in_upper_and_lower_is_unchanged() {
         })
         .collect();
     entries.sort();
-    assert_eq!(entries, ["etc", "etc/group", "tmp", "tmp/new"]);
+    assert_eq!(
+        entries,
+        [
+            "data",
+            "data/moved",
+            "data/moved/file",
+            "data/sub",
+            "etc",
+            "etc/group",
+            "tmp",
+            "tmp/new"
+        ]
+    );
+    // A renamed lower dir is copied whole (redirect_dir=off), not a redirect xattr.
+    assert_eq!(
+        std::fs::read_to_string(upper.join("data/moved/file")).unwrap(),
+        "payload"
+    );
+    assert_eq!(
+        std::fs::read_to_string(top.join("data/sub/file")).unwrap(),
+        "payload"
+    );
     // The mounts are gone with the sandbox: no process on the host still has the overlay.
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         if let Ok(mi) = std::fs::read_to_string(entry.path().join("mountinfo")) {
@@ -479,4 +511,70 @@ fn helper_spawn_and_hang() {
         .unwrap();
     std::thread::sleep(std::time::Duration::from_secs(60));
     drop(sb);
+}
+
+#[test]
+fn overlay_with_many_long_layer_paths() {
+    // 70 layers with ~120-byte paths: the plain option string would exceed a page.
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let long = "l".repeat(100);
+    let mut lower = Vec::new();
+    for i in 0..70 {
+        let d = tmp.path().join(format!("{long}{i:03}"));
+        std::fs::create_dir_all(d.join("layers")).unwrap();
+        std::fs::write(d.join(format!("layers/{i}")), "").unwrap();
+        std::fs::write(d.join("layers/top"), format!("{i}")).unwrap();
+        lower.push(d);
+    }
+    lower.reverse(); // top first: layer 69 is on top
+    lower.push(f.root.clone());
+    let (upper, work) = (tmp.path().join("upper"), tmp.path().join("work"));
+    std::fs::create_dir(&upper).unwrap();
+    std::fs::create_dir(&work).unwrap();
+    let out = run_ok(&sh(
+        Rootfs::Overlay { lower, upper, work },
+        "ls /layers | wc -l; cat /layers/top",
+    ));
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["71", "69"]);
+}
+
+#[test]
+fn root_gets_dockers_default_capabilities_unless_privileged() {
+    let f = fixture();
+    let script = "grep -E '^Cap(Bnd|Eff|Inh)' /proc/self/status | tr -d '\\t'; \
+                  mount -t tmpfs t /tmp 2>/dev/null && echo mounted || echo no-mount";
+    let out = run_ok(&sh(Rootfs::Dir(f.root.clone()), script));
+    assert!(out.contains("CapBnd:00000000a80425fb\n"), "{out}");
+    assert!(out.contains("CapEff:00000000a80425fb\n"), "{out}");
+    assert!(out.contains("CapInh:0000000000000000\n"), "{out}");
+    assert!(out.ends_with("no-mount\n"), "{out}");
+    let mut s = sh(
+        Rootfs::Dir(f.root.clone()),
+        "grep CapEff /proc/self/status | tr -d '\\t'",
+    );
+    s.user = Some("nobody".into());
+    assert_eq!(run_ok(&s), "CapEff:0000000000000000\n");
+    let mut s = sh(Rootfs::Dir(f.root.clone()), script);
+    s.privileged = true;
+    assert!(run_ok(&s).ends_with("mounted\n"));
+}
+
+#[test]
+fn proc_sys_is_read_only_and_timer_list_masked() {
+    let f = fixture();
+    assert!(!std::fs::read("/proc/timer_list").unwrap().is_empty());
+    let out = run_ok(&sh(
+        Rootfs::Dir(f.root.clone()),
+        "(echo 1 > /proc/sys/kernel/domainname) 2>/dev/null && echo writable || echo ro; wc -c < /proc/timer_list",
+    ));
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["ro", "0"]);
+}
+
+#[test]
+fn handles_are_send() {
+    fn assert_send<T: Send + Sync>() {}
+    assert_send::<sandbox::Sandbox>();
+    assert_send::<Spec>();
+    assert_send::<SandboxError>();
 }

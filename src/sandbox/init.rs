@@ -9,11 +9,13 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Component, Path, PathBuf};
 
+use nix::fcntl::OFlag;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Gid, Pid, Uid};
 use serde::{Deserialize, Serialize};
@@ -79,7 +81,7 @@ fn inherited_socket() -> Option<UnixStream> {
     if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
         return None;
     }
-    let fd = sys::own_inherited_fd(raw);
+    let fd = sys::own_fd(raw);
     let _ = nix::fcntl::fcntl(
         fd.as_raw_fd(),
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
@@ -139,6 +141,7 @@ impl Conn {
 /// Init: set up namespaces, fork the payload, relay signals, wait, clean up.
 fn supervise(conn: &mut Conn, req: &InitRequest) -> Result<u8, String> {
     nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+    let _ = nix::unistd::chdir("/");
 
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGCHLD);
@@ -498,6 +501,25 @@ fn setup_err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> ChildRe
     ChildReport::Setup(format!("{what}: {e}"))
 }
 
+/// Longest option string passed to mount(2) (the kernel copies one page).
+const OVERLAY_OPTIONS_MAX: usize = 4000;
+
+/// The options of the rootfs overlay. `redirect_dir=off` and `metacopy=off` keep the upper
+/// dir a plain tree of whole files (a renamed lower dir is copied, a chmod copies data), so
+/// it can be turned into an OCI layer by walking it, whatever the kernel's defaults are.
+fn overlay_options(lower: &[&Path], upper: &Path, work: &Path) -> Result<String, ChildReport> {
+    let mut lowers = Vec::new();
+    for l in lower {
+        lowers.push(overlay_escape(l)?);
+    }
+    Ok(format!(
+        "lowerdir={},upperdir={},workdir={},redirect_dir=off,metacopy=off,index=off",
+        lowers.join(":"),
+        overlay_escape(upper)?,
+        overlay_escape(work)?
+    ))
+}
+
 /// Escape a path for overlayfs's lowerdir/upperdir/workdir options.
 fn overlay_escape(p: &Path) -> Result<String, ChildReport> {
     let s = p
@@ -598,21 +620,35 @@ fn payload(
         Rootfs::Overlay { lower, upper, work } => {
             let stub = scratch.join("stub");
             build_stub_layer(&stub, req).map_err(ChildReport::Setup)?;
-            let mut lowers = Vec::new();
-            for l in lower.iter().chain(std::iter::once(&stub)) {
-                lowers.push(overlay_escape(l)?);
-            }
-            let data = format!(
-                "lowerdir={},upperdir={},workdir={}",
-                lowers.join(":"),
-                overlay_escape(upper)?,
-                overlay_escape(work)?
-            );
-            if data.len() > 4000 {
-                return Err(ChildReport::Setup(format!(
-                    "overlay options are {} bytes, over the kernel's page-size limit; use shorter layer paths",
-                    data.len()
-                )));
+            let layers: Vec<&Path> = lower
+                .iter()
+                .map(PathBuf::as_path)
+                .chain(std::iter::once(stub.as_path()))
+                .collect();
+            let mut data = overlay_options(&layers, upper, work)?;
+            // mount(2) takes one page of options. With many layers, name each lower by a
+            // short /proc/self/fd/N link to an O_PATH descriptor instead (held until mounted).
+            let mut _held = Vec::new();
+            if data.len() > OVERLAY_OPTIONS_MAX {
+                let mut links = Vec::new();
+                for l in &layers {
+                    let fd = nix::fcntl::open(
+                        *l,
+                        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(|e| setup_err(format!("opening layer {}", l.display()), e))?;
+                    links.push(PathBuf::from(format!("/proc/self/fd/{fd}")));
+                    _held.push(sys::own_fd(fd));
+                }
+                let refs: Vec<&Path> = links.iter().map(PathBuf::as_path).collect();
+                data = overlay_options(&refs, upper, work)?;
+                if data.len() > OVERLAY_OPTIONS_MAX {
+                    return Err(ChildReport::Setup(format!(
+                        "{} layers do not fit in the overlay mount options; squash some layers",
+                        layers.len()
+                    )));
+                }
             }
             mount(
                 Some("overlay"),
@@ -658,6 +694,34 @@ fn payload(
     // /proc/sys read-only, as Docker does.
     let sys_dir = proc_dir.join("sys");
     bind(&sys_dir, &sys_dir, true)?;
+    // Mask what Docker masks: kernel memory, keys, timers; firmware-ish directories.
+    if !req.privileged {
+        for f in [
+            "kcore",
+            "keys",
+            "timer_list",
+            "sched_debug",
+            "latency_stats",
+        ] {
+            let p = proc_dir.join(f);
+            if p.is_file() {
+                bind(Path::new("/dev/null"), &p, true)?;
+            }
+        }
+        for d in ["acpi", "scsi"] {
+            let p = proc_dir.join(d);
+            if p.is_dir() {
+                mount(
+                    Some("tmpfs"),
+                    &p,
+                    Some("tmpfs"),
+                    MsFlags::MS_RDONLY,
+                    None::<&str>,
+                )
+                .map_err(|e| setup_err(format!("masking /proc/{d}"), e))?;
+            }
+        }
+    }
 
     setup_dev(&root)?;
     setup_etc(&root, scratch, req)?;
@@ -713,6 +777,10 @@ fn payload(
         sys::set_controlling_tty(std::io::stdin().as_fd())
             .map_err(|e| setup_err("setting the controlling terminal", e))?;
     }
+    if !req.privileged {
+        sys::limit_capabilities(sys::DOCKER_DEFAULT_CAPS)
+            .map_err(|e| setup_err("dropping capabilities", e))?;
+    }
     let groups: Vec<Gid> = user.groups.iter().map(|g| Gid::from_raw(*g)).collect();
     nix::unistd::setgroups(&groups).map_err(|e| setup_err("setgroups", e))?;
     nix::unistd::setgid(Gid::from_raw(user.gid))
@@ -726,7 +794,14 @@ fn payload(
         )
     })?;
 
-    exec(req)
+    let mut env = req.env.clone();
+    if req.set_home && !env.iter().any(|(k, _)| k == "HOME") {
+        env.push((
+            "HOME".into(),
+            user.home.clone().unwrap_or_else(|| "/".into()),
+        ));
+    }
+    exec(&req.argv, &env)
 }
 
 fn setup_dev(root: &Path) -> Result<(), ChildReport> {
@@ -844,10 +919,9 @@ fn is_executable_file(p: &Path) -> bool {
 }
 
 /// Look up argv[0] in the spec's PATH and exec it with exactly the spec's environment.
-fn exec(req: &InitRequest) -> Result<Infallible, ChildReport> {
-    let argv0 = &req.argv[0];
-    let path_var = req
-        .env
+fn exec(argv: &[String], env: &[(String, String)]) -> Result<Infallible, ChildReport> {
+    let argv0 = &argv[0];
+    let path_var = env
         .iter()
         .rev()
         .find(|(k, _)| k == "PATH")
@@ -879,13 +953,11 @@ fn exec(req: &InitRequest) -> Result<Infallible, ChildReport> {
     };
     let prog_c = CString::new(prog.as_os_str().as_encoded_bytes())
         .map_err(|_| exec_error(argv0, "path contains a NUL byte".into(), None))?;
-    let args = req
-        .argv
+    let args = argv
         .iter()
         .map(|a| cstr(a))
         .collect::<Result<Vec<_>, _>>()?;
-    let env = req
-        .env
+    let env = env
         .iter()
         .map(|(k, v)| cstr(&format!("{k}={v}")))
         .collect::<Result<Vec<_>, _>>()?;

@@ -60,7 +60,7 @@ mod sys;
 pub mod user;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -127,7 +127,8 @@ pub enum Stdio {
     /// ([`Sandbox::take_stdout`]). Meant for build logs.
     Merged,
     /// A new pseudo-terminal is stdin, stdout and stderr and the controlling terminal;
-    /// the master side is [`Sandbox::take_pty`].
+    /// the master side is [`Sandbox::take_pty`]. Its initial size is that of rbuild's own
+    /// terminal (24x80 without one); see [`Sandbox::resize_pty`].
     Pty,
     /// stdin is /dev/null; stdout and stderr are appended to this file (created 0640 if
     /// missing). Meant for detached containers.
@@ -161,6 +162,12 @@ pub struct Spec {
     /// When set, init writes the payload's exit status here (decimal, newline; atomically)
     /// when it ends, even after [`Sandbox::detach`]. For `rbuild run -d` state.
     pub status_file: Option<PathBuf>,
+    /// Keep every capability of root. Off (Docker's default): the process gets Docker's
+    /// default capability set, so it cannot mount, load modules, change the clock, ...
+    pub privileged: bool,
+    /// When the env has no `HOME`, add `HOME=<the user's passwd home>` (`/` without an
+    /// entry), as Docker does. Off by default so the env is exactly [`Spec::env`].
+    pub set_home: bool,
 }
 
 impl Spec {
@@ -178,6 +185,8 @@ impl Spec {
             mounts: Vec::new(),
             stdio: Stdio::Inherit,
             status_file: None,
+            privileged: false,
+            set_home: false,
         }
     }
 }
@@ -262,6 +271,8 @@ struct InitRequest {
     mounts: Vec<BindMount>,
     pty: bool,
     status_file: Option<PathBuf>,
+    privileged: bool,
+    set_home: bool,
     scratch_parent: PathBuf,
 }
 
@@ -343,7 +354,18 @@ pub fn spawn(spec: &Spec, init_exe: &Path) -> Result<Sandbox, SandboxError> {
             merged_reader = Some(File::from(r));
         }
         Stdio::Pty => {
-            let pty = nix::pty::openpty(None, None).map_err(std::io::Error::from)?;
+            // Start with the size of rbuild's own terminal, if it has one; resize_pty later.
+            let (rows, cols) = [std::io::stdin().as_fd(), std::io::stdout().as_fd()]
+                .into_iter()
+                .find_map(sys::get_winsize)
+                .unwrap_or((24, 80));
+            let ws = nix::pty::Winsize {
+                ws_row: rows,
+                ws_col: cols,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
+            let pty = nix::pty::openpty(Some(&ws), None).map_err(std::io::Error::from)?;
             let s1 = pty.slave.try_clone()?;
             let s2 = pty.slave.try_clone()?;
             cmd.stdin(pty.slave).stdout(s1).stderr(s2);
@@ -377,32 +399,53 @@ pub fn spawn(spec: &Spec, init_exe: &Path) -> Result<Sandbox, SandboxError> {
     drop(cmd);
     drop(theirs);
 
+    // Host paths absolute: init works from "/" so it pins no directory of rbuild's cwd.
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let req = InitRequest {
-        rootfs: spec.rootfs.clone(),
+        rootfs: match &spec.rootfs {
+            Rootfs::Dir(d) => Rootfs::Dir(abs(d)),
+            Rootfs::Overlay { lower, upper, work } => Rootfs::Overlay {
+                lower: lower.iter().map(|l| abs(l)).collect(),
+                upper: abs(upper),
+                work: abs(work),
+            },
+        },
         argv: spec.argv.clone(),
         env: spec.env.clone(),
         cwd: spec.cwd.clone(),
         user: spec.user.clone(),
         hostname: spec.hostname.clone(),
         network: spec.network,
-        mounts: spec.mounts.clone(),
+        mounts: spec
+            .mounts
+            .iter()
+            .map(|m| BindMount {
+                src: abs(&m.src),
+                ..m.clone()
+            })
+            .collect(),
         pty: spec.stdio == Stdio::Pty,
-        status_file: spec.status_file.clone(),
-        scratch_parent: std::env::temp_dir(),
+        status_file: spec.status_file.as_deref().map(abs),
+        privileged: spec.privileged,
+        set_home: spec.set_home,
+        scratch_parent: abs(&std::env::temp_dir()),
     };
     let reply = send(&ours, &ToInit::Start(Box::new(req))).and_then(|()| {
         let mut line = String::new();
         BufReader::new(&ours).read_line(&mut line)?;
         Ok(line)
     });
+    // After a report, init cleans up (scratch dir, Dir stubs) and exits by itself.
     let fail = |child: &mut Child, err: SandboxError| {
-        let _ = child.kill();
         let _ = child.wait();
         Err(err)
     };
     let line = match reply {
         Ok(l) => l,
-        Err(e) => return fail(&mut child, SandboxError::Io(e)),
+        Err(e) => {
+            let _ = child.kill();
+            return fail(&mut child, SandboxError::Io(e));
+        }
     };
     match serde_json::from_str::<FromInit>(line.trim_end()) {
         Ok(FromInit::Started { pid }) => Ok(Sandbox {
@@ -415,6 +458,10 @@ pub fn spawn(spec: &Spec, init_exe: &Path) -> Result<Sandbox, SandboxError> {
             child,
             control: Some(ours),
             container_pid: pid,
+            pty_ctl: match &pty_master {
+                Some(m) => Some(m.as_fd().try_clone_to_owned()?),
+                None => None,
+            },
             pty: pty_master,
             status: None,
             detached: false,
@@ -449,7 +496,18 @@ pub fn spawn(spec: &Spec, init_exe: &Path) -> Result<Sandbox, SandboxError> {
 fn send(sock: &UnixStream, msg: &ToInit) -> std::io::Result<()> {
     let mut line = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
     line.push(b'\n');
-    (&*sock).write_all(&line)
+    // MSG_NOSIGNAL: an init that is gone gives EPIPE, never SIGPIPE, whatever the
+    // embedding program did with SIGPIPE.
+    let mut rest = &line[..];
+    while !rest.is_empty() {
+        use nix::sys::socket::{send as send_to, MsgFlags};
+        match send_to(sock.as_raw_fd(), rest, MsgFlags::MSG_NOSIGNAL) {
+            Ok(n) => rest = &rest[n..],
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// A running sandbox. Dropping it without [`Sandbox::wait`] or [`Sandbox::detach`] kills
@@ -462,6 +520,8 @@ pub struct Sandbox {
     stdout: Option<File>,
     stderr: Option<File>,
     pty: Option<File>,
+    /// A second descriptor of the pty master, for resize_pty after take_pty.
+    pty_ctl: Option<OwnedFd>,
     status: Option<i32>,
     detached: bool,
 }
@@ -501,12 +561,13 @@ impl Sandbox {
         self.pty.take()
     }
 
-    /// Set the pty's window size (forward SIGWINCH of the user's terminal with this).
+    /// Set the pty's window size (forward SIGWINCH of the user's terminal with this); works
+    /// after [`Sandbox::take_pty`] too.
     pub fn resize_pty(&self, rows: u16, cols: u16) -> Result<(), SandboxError> {
-        match &self.pty {
+        match &self.pty_ctl {
             Some(m) => Ok(sys::set_winsize(m.as_fd(), rows, cols)?),
             None => Err(SandboxError::InvalidSpec(
-                "the sandbox has no pty (or it was taken)".into(),
+                "the sandbox has no pty (Stdio::Pty)".into(),
             )),
         }
     }
@@ -569,9 +630,21 @@ impl Sandbox {
     /// Let the sandbox outlive this handle (and rbuild): init stops watching rbuild and keeps
     /// waiting for the payload, writing [`Spec::status_file`] when it ends. The caller should
     /// have used [`Stdio::File`] or [`Stdio::Null`] so no pipe ties it to rbuild.
+    ///
+    /// A payload that already ended (`run -d img true`) is not an error: init has written
+    /// the status file and exited. The init process stays rbuild's child until rbuild exits
+    /// (a long-lived caller should reap it with waitpid on [`Detached::pid`]).
     pub fn detach(mut self) -> Result<Detached, SandboxError> {
         if let Some(sock) = &self.control {
-            send(sock, &ToInit::Detach)?;
+            match send(sock, &ToInit::Detach) {
+                Ok(()) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+                    ) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         self.detached = true;
         Ok(Detached {

@@ -101,6 +101,26 @@ pub(crate) fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Resul
     Ok(())
 }
 
+/// A terminal's window size (TIOCGWINSZ) as (rows, cols); `None` when `fd` is no terminal.
+pub(crate) fn get_winsize(fd: BorrowedFd<'_>) -> Option<(u16, u16)> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes a `struct winsize` into `ws`, which we own and which outlives
+    // the call.
+    let r = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TIOCGWINSZ,
+            &mut ws as *mut libc::winsize,
+        )
+    };
+    (r == 0 && ws.ws_row > 0 && ws.ws_col > 0).then_some((ws.ws_row, ws.ws_col))
+}
+
 /// Bring the loopback interface of the current network namespace up
 /// (SIOCGIFFLAGS/SIOCSIFFLAGS on "lo", see netdevice(7)).
 pub(crate) fn loopback_up() -> io::Result<()> {
@@ -145,12 +165,89 @@ pub(crate) fn loopback_up() -> io::Result<()> {
     Ok(())
 }
 
-/// Take ownership of the socket the parent passed by number (checked open and a socket by
-/// the caller).
-pub(crate) fn own_inherited_fd(raw: RawFd) -> std::os::fd::OwnedFd {
+/// Take ownership of a descriptor nothing else owns: the socket the parent passed by
+/// number (checked open and a socket by the caller), or one `nix::fcntl::open` just returned.
+pub(crate) fn own_fd(raw: RawFd) -> std::os::fd::OwnedFd {
     use std::os::fd::FromRawFd;
-    // SAFETY: the parent created this descriptor for this process alone, cleared its
-    // close-on-exec flag only in this child, and passed its number in the environment;
-    // nothing else in this freshly exec'd process refers to it, so ownership is unique.
+    // SAFETY: callers pass either the descriptor the parent created for this process alone
+    // (close-on-exec cleared only in this child, number passed in the environment; nothing
+    // else in this freshly exec'd process refers to it) or a descriptor just returned by
+    // open(2) and not stored anywhere else, so ownership is unique.
     unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) }
+}
+
+/// Docker's default capability set (CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID,
+/// SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP).
+pub(crate) const DOCKER_DEFAULT_CAPS: u64 = 0xa804_25fb;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// Limit the capabilities an exec'd root process gets to `keep`: drop the others from the
+/// bounding set (PR_CAPBSET_DROP), the inheritable set (capset) and clear the ambient set.
+/// After exec, root's permitted set is then `keep` (capabilities(7), "Transformation of
+/// capabilities during execve()"). Must run while CAP_SETPCAP is effective (before setuid).
+pub(crate) fn limit_capabilities(keep: u64) -> io::Result<()> {
+    for cap in 0..64u64 {
+        if keep & (1 << cap) != 0 {
+            continue;
+        }
+        // SAFETY: PR_CAPBSET_DROP takes integer arguments only.
+        let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINVAL) {
+                break; // past the kernel's last capability
+            }
+            return Err(e);
+        }
+    }
+    // SAFETY: integer arguments only. EINVAL on kernels without ambient capabilities is fine.
+    unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        )
+    };
+
+    let mut hdr = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: capget writes two CapData (version 3 layout) into `data` and may update the
+    // header's version; both are owned, correctly laid out (#[repr(C)]) and outlive the call.
+    if unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &mut hdr as *mut CapHeader,
+            data.as_mut_ptr(),
+        )
+    } < 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    data[0].inheritable &= keep as u32;
+    data[1].inheritable &= (keep >> 32) as u32;
+    // SAFETY: capset reads the header and two CapData we own; same layout as above.
+    if unsafe { libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

@@ -107,9 +107,11 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<ExecUser, String
                 Some(e.name.to_string()),
                 Some(e.home.to_string()),
             ),
-            None => return Err(format!(
+            None => {
+                return Err(format!(
                 "unable to find user {user_part}: no matching entries in the image's /etc/passwd"
-            )),
+            ))
+            }
         }
     };
     if let Some(g) = group_part {
