@@ -72,6 +72,18 @@ fn start_until(root: &Path, ctx: &Path, marker: &str) -> (Child, mpsc::Receiver<
     (child, rx)
 }
 
+/// Kills the child if the test panics before it ended (no stray builds after a failure).
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 fn wait_with_timeout(child: &mut Child, within: Duration) -> std::process::ExitStatus {
     let t = Instant::now();
     loop {
@@ -131,11 +143,12 @@ fn failing_run_then_ctrl_c_then_sigkill_then_a_good_build() {
         ctx.path(),
         &[("Dockerfile", "FROM busybox:local\nRUN echo sleeping-now && sleep 987 && echo never\n")],
     );
-    let (mut child, rx) = start_until(root.path(), ctx.path(), "sleeping-now");
+    let (child, rx) = start_until(root.path(), ctx.path(), "sleeping-now");
+    let mut child = KillOnDrop(child);
     assert!(!processes_running(&["sleep", "987", "sleeping-now"]).is_empty(), "the RUN is running");
     let t = Instant::now();
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
-    let st = wait_with_timeout(&mut child, Duration::from_secs(20));
+    kill(Pid::from_raw(child.0.id() as i32), Signal::SIGINT).unwrap();
+    let st = wait_with_timeout(&mut child.0, Duration::from_secs(20));
     assert!(!st.success());
     assert!(t.elapsed() < Duration::from_secs(10), "stopped promptly");
     let rest: Vec<String> = rx.try_iter().collect();
@@ -147,9 +160,10 @@ fn failing_run_then_ctrl_c_then_sigkill_then_a_good_build() {
 
     // SIGKILL mid-RUN: nothing can clean up in rbuild; the sandbox still dies with it and the
     // next build sweeps the temp dir.
-    let (mut child, _rx) = start_until(root.path(), ctx.path(), "sleeping-now");
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
-    let _ = wait_with_timeout(&mut child, Duration::from_secs(10));
+    let (child, _rx) = start_until(root.path(), ctx.path(), "sleeping-now");
+    let mut child = KillOnDrop(child);
+    kill(Pid::from_raw(child.0.id() as i32), Signal::SIGKILL).unwrap();
+    let _ = wait_with_timeout(&mut child.0, Duration::from_secs(10));
     assert!(wait_gone(&["sleep", "987", "sleeping-now"], Duration::from_secs(10)), "the sandbox dies with rbuild");
     assert_eq!(leftover_tmp(root.path()).len(), 1, "SIGKILL leaves its temp dir");
 

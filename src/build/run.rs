@@ -131,6 +131,9 @@ pub fn run_step(
         mounts,
         stdio: Stdio::Merged,
         status_file: None,
+        privileged: false,
+        // Docker gives RUN the user's HOME from /etc/passwd when ENV does not set one.
+        set_home: true,
     };
     let command = argv.join(" ");
     let mut sb = match sandbox::spawn(&spec, &ctx.opts.init_exe) {
