@@ -146,6 +146,17 @@ impl Store {
                 report.snapshots.push(name);
             }
         }
+        // index.json temp files are only made under the index lock: any left are a crash's.
+        {
+            let _index = self.lock_file("index.lock", FlockArg::LockExclusive)?;
+            let oci = self.oci_dir();
+            for e in fs::read_dir(&oci).at(&oci)?.filter_map(|e| e.ok()) {
+                if e.file_name().to_string_lossy().starts_with(".tmp-") {
+                    report.bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
         // Nobody holds a lease, so whatever is in ingest/ is left over from a crash.
         let ingest = self.ingest_dir();
         for e in fs::read_dir(&ingest).at(&ingest)?.filter_map(|e| e.ok()) {
