@@ -100,7 +100,8 @@ pub fn with_overlay<T: Send>(
     })
 }
 
-/// Write `dir` as a gzipped layer blob; returns the layer.
+/// Write `dir` as a gzipped layer blob; returns the layer. An overlay upper dir is moved
+/// into the store as the layer's snapshot afterwards.
 pub fn write_layer_blob(store: &Store, dir: &Path, source: DiffSource, mtime: MtimePolicy) -> Result<Layer, BuildError> {
     let mut w = store.blob_writer()?.media_type(media::OCI_LAYER_GZIP);
     let opts = WriteOptions { mtime, compression: LayerCompression::Gzip(DEFAULT_GZIP_LEVEL) };
@@ -109,6 +110,12 @@ pub fn write_layer_blob(store: &Store, dir: &Path, source: DiffSource, mtime: Mt
     let desc = w.commit(None)?;
     let diff_id = Digest::parse(&stats.diff_id)
         .map_err(|e| BuildError::Options(format!("layer writer returned a bad diff id: {e}")))?;
+    if source == DiffSource::OverlayUpper {
+        // The upper dir is already in overlay-lowerdir form: keep it as the layer's snapshot
+        // so the next step need not unpack the blob again. Only a speed-up: on failure the
+        // snapshot is unpacked from the blob when needed.
+        let _ = store.adopt_snapshot(dir, &diff_id);
+    }
     Ok(Layer { desc, diff_id })
 }
 
