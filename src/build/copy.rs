@@ -176,7 +176,7 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
         None => From::Context(if paths.is_empty() { Arc::new(empty_index(ctx)?) } else { ctx.context()? }),
         Some(f) => match stage_by_name(ctx.df, f) {
             Some(j) => {
-                if !ctx.graph.is_needed(j) {
+                if !ctx.is_needed(j) {
                     return Err(info.err(format!("--from={f} names a stage the build did not plan")));
                 }
                 let st = ctx.wait_stage(j)?;

@@ -3,8 +3,8 @@
 //!
 //! # Lifecycle of `rbuild -t app:1 .`
 //!
-//! 1. Read and parse the Dockerfile; [`crate::plan::graph::plan`] picks the stages the target
-//!    needs and orders them.
+//! 1. Read and parse the Dockerfile; [`crate::plan::stages::plan_stages`] picks the stages the
+//!    target needs, orders them, and expands every instruction with its ARG/ENV scope.
 //! 2. One thread per needed stage. A stage that reads from another (FROM, COPY --from) waits
 //!    for it; independent stages run at the same time.
 //! 3. Per step (FROM, RUN, COPY, ADD, WORKDIR): compute the key ([`crate::plan::cachekey`]),
@@ -52,7 +52,7 @@ pub use cancel::Cancel;
 use crate::dockerfile::dockerignore::Dockerignore;
 use crate::dockerfile::{self, Dockerfile};
 use crate::plan::context::{ContextFilter, ContextIndex, StatCache};
-use crate::plan::graph::{self, StageGraph};
+use crate::plan::stages::{self, StageOptions, StagePlan};
 use crate::progress::{BuildEvent, ProgressSink};
 use crate::store::{Descriptor, Digest, Reference, Store};
 
@@ -152,7 +152,7 @@ pub enum BuildError {
     Parse(#[from] crate::dockerfile::ParseError),
     /// Stage planning failed.
     #[error(transparent)]
-    Plan(#[from] crate::plan::graph::PlanError),
+    Plan(#[from] crate::plan::stages::StageError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
@@ -210,7 +210,7 @@ pub(crate) struct Ctx<'a> {
     pub store: &'a Store,
     pub opts: &'a BuildOptions,
     pub df: &'a Dockerfile,
-    pub graph: &'a StageGraph,
+    pub graph: &'a StagePlan,
     pub progress: &'a ProgressSink,
     pub cancel: &'a Cancel,
     pub dockerfile_display: String,
@@ -228,6 +228,11 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Is stage `i` part of this build?
+    pub fn is_needed(&self, i: usize) -> bool {
+        self.graph.stages.order.contains(&i)
+    }
+
     /// A fresh progress id.
     pub fn next_id(&self) -> u32 {
         self.ids.fetch_add(1, Ordering::Relaxed) + 1
@@ -261,7 +266,7 @@ impl Ctx<'_> {
         loop {
             if let Some(r) = g.get(&i) {
                 return r.clone().map_err(|()| {
-                    BuildError::DependencyFailed(self.graph.stages[i].display_name())
+                    BuildError::DependencyFailed(self.graph.stages.stages[i].display_name())
                 });
             }
             g = self.done.wait(g).unwrap_or_else(|p| p.into_inner());
@@ -313,7 +318,21 @@ pub fn build(
         dockerfile_path.clone()
     };
     let df = dockerfile::parse(&text, &display)?;
-    let graph = graph::plan(&df, &opts.build_args, opts.target.as_deref())?;
+    let stage_opts = StageOptions {
+        build_args: opts.build_args.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        target: opts.target.clone(),
+        ..Default::default()
+    };
+    let image_env = |r: &str| -> Vec<String> {
+        store.resolve(r).ok().and_then(|rec| rec.config.config.and_then(|c| c.env)).unwrap_or_default()
+    };
+    let graph = stages::plan_stages(&df, &stage_opts, &image_env)?;
+    for w in &graph.stages.warnings {
+        progress.warn(w.clone());
+    }
+    for a in &graph.stages.unused_build_args {
+        progress.warn(format!("build argument {a} is not consumed by any ARG of the build"));
+    }
     if !opts.context.is_dir() {
         return Err(BuildError::Options(format!(
             "the build context {} is not a directory",
@@ -353,7 +372,7 @@ pub fn build(
 
     // Scan the context up front when a needed stage copies from it, so its progress line
     // comes first and stages do not wait for each other's first COPY.
-    let needs_context = graph.order.iter().any(|&i| {
+    let needs_context = graph.stages.order.iter().any(|&i| {
         df.stages[i].instructions.iter().any(|n| match &n.instruction {
             dockerfile::Instruction::Copy(c) => c.from.is_none(),
             dockerfile::Instruction::Add(_) => true,
@@ -365,7 +384,7 @@ pub fn build(
     }
 
     std::thread::scope(|s| {
-        for &i in &graph.order {
+        for &i in &graph.stages.order {
             let ctx = &ctx;
             let spawned = std::thread::Builder::new()
                 .name(format!("rbuild-stage-{i}"))
@@ -379,7 +398,7 @@ pub fn build(
         }
     });
 
-    let final_state = match ctx.wait_stage(graph.target) {
+    let final_state = match ctx.wait_stage(graph.stages.target) {
         Ok(s) => s,
         Err(e) => {
             let mut errs = std::mem::take(&mut *ctx.errors.lock().unwrap_or_else(|p| p.into_inner()));

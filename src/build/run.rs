@@ -12,7 +12,7 @@ use crate::snapshot::{DiffSource, MtimePolicy};
 use crate::store::CacheRecord;
 
 use super::rootfs::{lower_dirs, write_layer_blob, Scratch};
-use super::stage::{Scope, StageState, StepInfo};
+use super::stage::{StageState, StepInfo};
 use super::{BuildError, Ctx, Network};
 
 /// Lines of output kept for the error of a failing RUN.
@@ -25,7 +25,7 @@ const HEREDOC_DIR: &str = "/dev/pipes";
 pub fn run_step(
     ctx: &Ctx<'_>,
     s: &mut StageState,
-    scope: &Scope,
+    env: Vec<(String, String)>,
     r: &Run,
     info: &StepInfo,
 ) -> Result<bool, BuildError> {
@@ -83,7 +83,6 @@ pub fn run_step(
             }
         }
     };
-    let env = scope.run_env(s, &ctx.opts.build_args);
     let workdir = s.workdir();
     let user = s.user();
     let input = RunInput {

@@ -1,14 +1,13 @@
 //! One stage, instruction by instruction: ARG/ENV scope, config changes, and the steps that
 //! have a key (FROM, RUN, COPY, ADD, WORKDIR).
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crate::dockerfile::ast::{CommandLine, Healthcheck, Instruction, Node};
-use crate::dockerfile::expand::{expand_word, expand_words};
 use crate::plan::cachekey::{self, BaseInput};
-use crate::plan::graph::{oci_arch, BaseRef};
+use crate::plan::graph::oci_arch;
+use crate::plan::stages::{Base, Scope};
 use crate::progress::BuildEvent;
 use crate::store::{media, CacheRecord, ContainerConfig, Descriptor, Empty, HealthConfig, History, ImageConfig};
 
@@ -115,45 +114,19 @@ impl StageState {
     }
 }
 
-/// Variables in scope: ARGs declared in the stage (value or unset).
-pub struct Scope {
-    pub args: BTreeMap<String, Option<String>>,
-}
-
-impl Scope {
-    /// Expansion lookup: ENV wins over ARG (Docker's rule).
-    pub fn lookup(&self, s: &StageState) -> impl Fn(&str) -> Option<String> {
-        let env = s.env();
-        let args = self.args.clone();
-        move |k: &str| {
-            env.iter()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.clone())
-                .or_else(|| args.get(k).cloned().flatten())
+/// The environment of a RUN: the scope's variables (ENV and ARG values, in BuildKit's
+/// order; `PATH` always set) plus the proxy build args (passed, never in keys or history).
+pub fn run_env(scope: &Scope, proxy_env: &[(String, String)]) -> Vec<(String, String)> {
+    let mut env = scope.env.clone();
+    for (k, v) in proxy_env {
+        if !env.iter().any(|(n, _)| n == k) {
+            env.push((k.clone(), v.clone()));
         }
     }
-
-    /// The environment of a RUN: the config's env, then the ARGs with a value not shadowed by
-    /// an ENV, then proxy build args (predefined: usable without ARG). Plus a default PATH.
-    pub fn run_env(&self, s: &StageState, build_args: &BTreeMap<String, String>) -> Vec<(String, String)> {
-        let mut env = s.env();
-        for (k, v) in &self.args {
-            if let Some(v) = v {
-                if !env.iter().any(|(n, _)| n == k) {
-                    env.push((k.clone(), v.clone()));
-                }
-            }
-        }
-        for (k, v) in build_args {
-            if cachekey::is_proxy_var(k) && !env.iter().any(|(n, _)| n == k) {
-                env.push((k.clone(), v.clone()));
-            }
-        }
-        if !env.iter().any(|(n, _)| n == "PATH") {
-            env.push(("PATH".to_string(), crate::sandbox::DEFAULT_PATH.to_string()));
-        }
-        env
+    if !env.iter().any(|(n, _)| n == "PATH") {
+        env.push(("PATH".to_string(), crate::sandbox::DEFAULT_PATH.to_string()));
     }
+    env
 }
 
 /// What a step shows and where it came from.
@@ -197,17 +170,18 @@ fn keyword_text(node: &Node) -> String {
 /// Build stage `idx`.
 pub fn run_stage(ctx: &Ctx<'_>, idx: usize) -> Result<StageState, BuildError> {
     let stage = &ctx.df.stages[idx];
-    let plan = &ctx.graph.stages[idx];
-    let escape = ctx.df.directives.escape;
+    let plan = &ctx.graph.stages.stages[idx];
+    let scoped = ctx.graph.scoped[idx]
+        .as_ref()
+        .ok_or_else(|| BuildError::Options(format!("internal: stage {idx} was not planned")))?;
     let multi = ctx.df.stages.len() > 1;
     let prefix = if multi { format!("{} ", plan.display_name()) } else { String::new() };
     let from_loc = format!("{}:{}", ctx.dockerfile_display, stage.from_node.span().start_line());
 
     // The base.
     let from_id = ctx.next_id();
-    let from_start = Instant::now();
     let (mut s, base_name) = match &plan.base {
-        BaseRef::Scratch => {
+        Base::Scratch => {
             let config = ImageConfig {
                 architecture: oci_arch().to_string(),
                 os: "linux".to_string(),
@@ -222,13 +196,13 @@ pub fn run_stage(ctx: &Ctx<'_>, idx: usize) -> Result<StageState, BuildError> {
             };
             (st, "scratch".to_string())
         }
-        BaseRef::Stage(j) => {
+        Base::Stage(j) => {
             let base = ctx.wait_stage(*j)?;
             let mut st = (*base).clone();
             st.base_manifest = None;
-            (st, ctx.graph.stages[*j].display_name())
+            (st, ctx.graph.stages.stages[*j].display_name())
         }
-        BaseRef::Image(r) => {
+        Base::Image(r) => {
             let rec = ctx.store.resolve(r).map_err(|e| BuildError::Step {
                 location: from_loc.clone(),
                 instruction: format!("FROM {r}"),
@@ -262,10 +236,20 @@ pub fn run_stage(ctx: &Ctx<'_>, idx: usize) -> Result<StageState, BuildError> {
         }
     };
 
-    // ONBUILD triggers of the base run first, then are dropped (Docker's rule).
-    let mut nodes: Vec<Node> = Vec::new();
-    if let Some(triggers) = s.config.config.as_mut().and_then(|c| c.on_build.take()) {
-        if !triggers.is_empty() {
+    // What runs, in order, each with its scope and its expanded instruction:
+    // 1. the ONBUILD triggers of a base *image* (from its config; run with the stage's initial
+    //    scope, not expanded: a limitation), 2. those of a base *stage* (planned, expanded),
+    // 3. the stage's own instructions.
+    struct Item<'n> {
+        node: std::borrow::Cow<'n, Node>,
+        scope: Scope,
+        instr: Instruction,
+        location: String,
+    }
+    let mut items: Vec<Item<'_>> = Vec::new();
+    let triggers = s.config.config.as_mut().and_then(|c| c.on_build.take()).unwrap_or_default();
+    match &plan.base {
+        Base::Image(_) if !triggers.is_empty() => {
             let text = format!("FROM scratch\n{}\n", triggers.join("\n"));
             let parsed = crate::dockerfile::parse(&text, std::path::Path::new("ONBUILD")).map_err(|e| {
                 BuildError::Step {
@@ -274,20 +258,45 @@ pub fn run_stage(ctx: &Ctx<'_>, idx: usize) -> Result<StageState, BuildError> {
                     message: format!("the base image's ONBUILD triggers do not parse: {}", e.summary()),
                 }
             })?;
-            if let Some(st0) = parsed.stages.into_iter().next() {
-                nodes.extend(st0.instructions);
+            for st0 in parsed.stages.into_iter().take(1) {
+                for n in st0.instructions {
+                    items.push(Item {
+                        instr: n.instruction.clone(),
+                        node: std::borrow::Cow::Owned(n),
+                        scope: scoped.initial.clone(),
+                        location: format!("{from_loc} (ONBUILD of {base_name})"),
+                    });
+                }
             }
         }
+        Base::Stage(j) => {
+            for t in &scoped.triggers {
+                if let Some(n) = ctx.df.stages[*j].instructions.get(t.index) {
+                    items.push(Item {
+                        node: std::borrow::Cow::Borrowed(n),
+                        scope: t.scope.clone(),
+                        instr: t.expanded.clone(),
+                        location: format!("{}:{} (ONBUILD)", ctx.dockerfile_display, t.span.start.line),
+                    });
+                }
+            }
+        }
+        _ => {}
     }
-    let n_onbuild = nodes.len();
-    nodes.extend(stage.instructions.iter().cloned());
-    let total = 1 + nodes
+    for t in &scoped.instructions {
+        if let Some(n) = stage.instructions.get(t.index) {
+            items.push(Item {
+                node: std::borrow::Cow::Borrowed(n),
+                scope: t.scope.clone(),
+                instr: t.expanded.clone(),
+                location: format!("{}:{}", ctx.dockerfile_display, t.span.start.line),
+            });
+        }
+    }
+    let total = 1 + items
         .iter()
-        .filter(|n| {
-            matches!(
-                n.instruction,
-                Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) | Instruction::Workdir(_)
-            )
+        .filter(|it| {
+            matches!(it.instr, Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) | Instruction::Workdir(_))
         })
         .count();
 
@@ -297,40 +306,23 @@ pub fn run_stage(ctx: &Ctx<'_>, idx: usize) -> Result<StageState, BuildError> {
     }
     ctx.progress.send(BuildEvent::StepStarted { id: from_id, name: from_name });
     ctx.progress.send(BuildEvent::StepCached { id: from_id });
-    let _ = from_start;
     ctx.steps.fetch_add(1, Ordering::Relaxed);
     ctx.cached.fetch_add(1, Ordering::Relaxed);
 
-    let mut scope = Scope { args: BTreeMap::new() };
     let mut cmd_set = false;
     let mut n = 1;
-    for (i, node) in nodes.iter().enumerate() {
+    for item in &items {
         if ctx.cancel.is_cancelled() {
             return Err(BuildError::Cancelled);
         }
-        let location = if i < n_onbuild {
-            format!("{} (ONBUILD of {base_name})", from_loc)
-        } else {
-            format!("{}:{}", ctx.dockerfile_display, node.span().start_line())
-        };
+        let node: &Node = &item.node;
+        let location = item.location.clone();
         let text = keyword_text(node);
-        let look = scope.lookup(&s);
-        let exp = |w: &str| -> Result<String, BuildError> {
-            expand_word(w, &look, escape).map_err(|e| BuildError::Step {
-                location: location.clone(),
-                instruction: short(&text),
-                message: e.to_string(),
-            })
-        };
-        let exps = |w: &str| -> Result<Vec<String>, BuildError> {
-            expand_words(w, &look, escape).map_err(|e| BuildError::Step {
-                location: location.clone(),
-                instruction: short(&text),
-                message: e.to_string(),
-            })
-        };
+        // The planner expanded every field Docker expands; what is left is used as is.
+        let exp = |w: &str| -> Result<String, BuildError> { Ok(w.to_string()) };
+        let exps = |w: &str| -> Result<Vec<String>, BuildError> { Ok(vec![w.to_string()]) };
         let keyed = matches!(
-            node.instruction,
+            item.instr,
             Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) | Instruction::Workdir(_)
         );
         if keyed {
@@ -338,8 +330,11 @@ pub fn run_stage(ctx: &Ctx<'_>, idx: usize) -> Result<StageState, BuildError> {
             let info = StepInfo { id: ctx.next_id(), start: Instant::now(), location: location.clone(), instruction: short(&text) };
             ctx.progress.send(BuildEvent::StepStarted { id: info.id, name: format!("[{prefix}{n}/{total}] {}", short(&text)) });
             ctx.steps.fetch_add(1, Ordering::Relaxed);
-            let r = match &node.instruction {
-                Instruction::Run(r) => super::run::run_step(ctx, &mut s, &scope, r, &info),
+            let r = match &item.instr {
+                Instruction::Run(r) => {
+                    let env = run_env(&item.scope, &ctx.graph.stages.proxy_env);
+                    super::run::run_step(ctx, &mut s, env, r, &info)
+                }
                 Instruction::Copy(c) => super::copy::CopyRequest::from_copy(c, &exp, &info)
                     .and_then(|req| super::copy::copy_step(ctx, &mut s, req, &info)),
                 Instruction::Add(a) => super::copy::CopyRequest::from_add(a, &exp, &info)
@@ -368,19 +363,8 @@ pub fn run_stage(ctx: &Ctx<'_>, idx: usize) -> Result<StageState, BuildError> {
             }
             continue;
         }
-        match &node.instruction {
-            Instruction::Arg(a) => {
-                for d in &a.args {
-                    let v = match ctx.opts.build_args.get(&d.name) {
-                        Some(v) => Some(v.clone()),
-                        None => match &d.default {
-                            Some(def) => Some(exp(def)?),
-                            None => ctx.graph.global_args.get(&d.name).cloned(),
-                        },
-                    };
-                    scope.args.insert(d.name.clone(), v);
-                }
-            }
+        match &item.instr {
+            Instruction::Arg(_) => {}
             Instruction::Env(kv) => {
                 // Every value sees the env from before this instruction (Docker's rule).
                 let mut pairs = Vec::new();

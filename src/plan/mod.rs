@@ -1,6 +1,6 @@
 //! AST → stage graph → cache keys. Pure, except hashing context files.
 //!
-//! - [`graph`]: which stages the target needs, their dependencies, FROM resolution.
+//! - [`graph`]: helpers over the stage graph (stage lookup, architecture, remote sources).
 //! - [`stages`]: ARG/ENV scoping, stage dependencies, target reachability (expand helper).
 //! - [`cachekey`]: the versioned key encoding and its rules table.
 //! - [`context`]: context file digests, the stat cache, COPY source selection.
