@@ -18,8 +18,9 @@ use super::{BuildError, Ctx, Network};
 /// Lines of output kept for the error of a failing RUN.
 const TAIL_LINES: usize = 10;
 
-/// Where heredoc scripts with a `#!` line are mounted (as BuildKit does).
-const HEREDOC_DIR: &str = "/dev/pipes";
+/// Where heredoc scripts with a `#!` line are mounted, read-only (BuildKit uses /dev/pipes,
+/// but the sandbox's /dev is a fresh tmpfs). The mount point leaves no trace in the layer.
+const HEREDOC_DIR: &str = "/.rbuild-heredoc";
 
 /// Run one RUN step; `Ok(true)` when it was a cache hit.
 pub fn run_step(
@@ -109,12 +110,16 @@ pub fn run_step(
     let lower = lower_dirs(ctx.store, &s.layers)?;
     let scratch = Scratch::new(&ctx.tmp, "run-")?;
     let mut mounts = Vec::new();
-    for (name, content) in &heredoc_files {
-        let host = scratch.path().join(format!("heredoc-{name}"));
-        std::fs::write(&host, content).map_err(|e| BuildError::io(&host, e))?;
-        std::fs::set_permissions(&host, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .map_err(|e| BuildError::io(&host, e))?;
-        mounts.push(BindMount { src: host, dst: PathBuf::from(format!("{HEREDOC_DIR}/{name}")), readonly: true });
+    if !heredoc_files.is_empty() {
+        let dir = scratch.path().join("heredocs");
+        std::fs::create_dir(&dir).map_err(|e| BuildError::io(&dir, e))?;
+        for (name, content) in &heredoc_files {
+            let host = dir.join(name);
+            std::fs::write(&host, content).map_err(|e| BuildError::io(&host, e))?;
+            std::fs::set_permissions(&host, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .map_err(|e| BuildError::io(&host, e))?;
+        }
+        mounts.push(BindMount { src: dir, dst: PathBuf::from(HEREDOC_DIR), readonly: true });
     }
     let spec = Spec {
         rootfs: Rootfs::Overlay { lower, upper: scratch.upper(), work: scratch.work() },
