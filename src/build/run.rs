@@ -10,10 +10,10 @@ use crate::dockerfile::ast::{CommandLine, Mount, NetworkMode, Run, Security};
 use crate::plan::cachekey::{self, RunInput};
 use crate::progress::{BuildEvent, Stream};
 use crate::sandbox::{self, BindMount, Rootfs, Spec, Stdio};
-use crate::snapshot::{DiffSource, MtimePolicy};
+use crate::snapshot::MtimePolicy;
 use crate::store::CacheRecord;
 
-use super::rootfs::{lower_dirs, write_layer_blob, Layer, Scratch};
+use super::rootfs::{lower_dirs, prepare_copies, step_layer, Layer, RootMode, Scratch};
 use super::stage::{StageState, StepInfo};
 use super::{BuildError, Ctx, Network};
 
@@ -116,8 +116,13 @@ pub fn run_step(
         }
         mounts.push(BindMount { src: dir, dst: PathBuf::from(HEREDOC_DIR), readonly: true });
     }
+    let mode = ctx.root_mode();
+    let rootfs = match mode {
+        RootMode::Overlay => Rootfs::Overlay { lower, upper: scratch.upper(), work: scratch.work() },
+        RootMode::Copy => Rootfs::Dir(prepare_copies(&scratch, &lower)?.1),
+    };
     let spec = Spec {
-        rootfs: Rootfs::Overlay { lower, upper: scratch.upper(), work: scratch.work() },
+        rootfs,
         argv: argv.clone(),
         env,
         cwd: PathBuf::from(&workdir),
@@ -189,7 +194,7 @@ pub fn run_step(
         Some(t) => MtimePolicy::Clamp(t.max(0) as u64),
         None => MtimePolicy::Keep,
     };
-    let layer = write_layer_blob(ctx.store, &scratch.upper(), DiffSource::OverlayUpper, policy)?;
+    let layer = step_layer(ctx.store, mode, &scratch, policy)?;
     let created_by = match &r.command {
         CommandLine::Shell(cmd) => format!("RUN {} {}", shell.join(" "), cmd),
         CommandLine::Exec(v) => format!("RUN {}", serde_json::to_string(v).unwrap_or_default()),

@@ -81,7 +81,13 @@ pub fn rbuild() -> Command {
 
 /// `rbuild --root ROOT build --progress=plain ARGS... CONTEXT`.
 pub fn build(root: &Path, ctx: &Path, args: &[&str]) -> Run {
+    build_env(root, ctx, args, &[])
+}
+
+/// [`build`] with extra environment variables.
+pub fn build_env(root: &Path, ctx: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let out = rbuild()
+        .envs(env.iter().copied())
         .arg("--root")
         .arg(root)
         .arg("build")
