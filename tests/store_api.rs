@@ -292,7 +292,7 @@ fn cache_records_round_trip_and_keep_blobs_through_prune() {
 
     // Untagged: manifest and config go, the cached layer and its snapshot stay.
     store.untag(&Reference::parse("tmp:1").unwrap()).unwrap();
-    let report = store.prune(false).unwrap();
+    let report = store.prune(false, &[]).unwrap();
     assert_eq!(report.blobs.len(), 2, "{report:?}");
     assert!(store.has_blob(&img.manifest.layers[1].digest));
     assert!(store.snapshot_dir(&img.config.rootfs.diff_ids[1]).is_dir());
@@ -300,7 +300,7 @@ fn cache_records_round_trip_and_keep_blobs_through_prune() {
     assert_eq!(store.cache_get(&key), Some(rec));
 
     // --all drops the cache, then the layer and its snapshot go too.
-    let report = store.prune(true).unwrap();
+    let report = store.prune(true, &[]).unwrap();
     assert_eq!(report.cache_records, 1);
     assert_eq!(report.blobs, vec![img.manifest.layers[1].digest.clone()]);
     assert_eq!(
@@ -356,7 +356,7 @@ fn moving_a_tag_leaves_an_untagged_image_until_prune() {
         1
     );
     store.untag(&Reference::parse("app:old").unwrap()).unwrap();
-    let report = store.prune(false).unwrap();
+    let report = store.prune(false, &[]).unwrap();
     assert_eq!(
         report.untagged_images, 0,
         "untag removes the entry outright"
@@ -421,7 +421,7 @@ fn leftovers_of_a_crash_do_not_break_the_store_and_prune_clears_them() {
     let img = store.resolve("busybox:local").unwrap();
     assert_eq!(store.list_images().unwrap().len(), 1);
     store.ensure_image_unpacked(&img).unwrap();
-    let report = store.prune(false).unwrap();
+    let report = store.prune(false, &[]).unwrap();
     assert!(
         report.blobs.is_empty() && report.snapshots.is_empty(),
         "{report:?}"
