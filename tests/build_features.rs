@@ -307,3 +307,27 @@ fn run_mounts() {
     assert_eq!(std::fs::read_to_string(f.path().join("got-data")).unwrap(), "data-2\n");
     assert_eq!(std::fs::read_to_string(f.path().join("cache-count")).unwrap().trim(), "2", "the cache dir persisted");
 }
+
+/// ONBUILD triggers of a base *stage* fire in the stage built from it; cache records keep
+/// the key's inputs for `--explain`.
+#[test]
+fn stage_onbuild_triggers_and_key_traces() {
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    write_files(
+        ctx.path(),
+        &[("Dockerfile", "FROM busybox:local AS base\nONBUILD RUN echo fired > /fired\n\nFROM base\nRUN cat /fired > /seen\n")],
+    );
+    let r = build(root.path(), ctx.path(), &["-t", "ob:1"]);
+    assert!(r.ok(), "{}", r.stderr);
+    let f = unpack_image(root.path(), "ob:1");
+    assert_eq!(std::fs::read_to_string(f.path().join("seen")).unwrap(), "fired\n");
+    let recs = store(root.path()).cache_records().unwrap();
+    let run = recs
+        .iter()
+        .find(|(_, r)| r.created_by.contains("cat /fired"))
+        .expect("a record for the RUN");
+    let trace = &run.1.extra["key_trace"];
+    assert_eq!(trace["kind"], "rbuild.run.v1");
+    assert!(trace["fields"].as_array().unwrap().iter().any(|f| f["name"] == "argv"));
+}

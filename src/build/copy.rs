@@ -354,7 +354,7 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
         diff_id: Some(layer.diff_id),
         created_by,
         created: Some(super::image::now_rfc3339(ctx.opts.source_date_epoch)),
-        extra: Default::default(),
+        extra: super::trace_extra(&key.trace),
     };
     ctx.store.cache_put(hex, &rec)?;
     s.apply_record(&key.digest, &rec);
@@ -393,12 +393,13 @@ pub fn workdir_step(ctx: &Ctx<'_>, s: &mut StageState, path: &str, info: &StepIn
             diff_id: Some(layer.diff_id),
             created_by,
             created: Some(super::image::now_rfc3339(ctx.opts.source_date_epoch)),
-            extra: Default::default(),
+            extra: super::trace_extra(&key.trace),
         }
     } else {
         CacheRecord {
             created_by,
             created: Some(super::image::now_rfc3339(ctx.opts.source_date_epoch)),
+            extra: super::trace_extra(&key.trace),
             ..Default::default()
         }
     };

@@ -205,6 +205,16 @@ impl BuildError {
     }
 }
 
+/// What a cache record keeps besides the layer: the key's inputs (`key_trace`), so a later
+/// `--explain` can say which input changed.
+pub(crate) fn trace_extra(trace: &crate::plan::cachekey::KeyTrace) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let mut m = std::collections::BTreeMap::new();
+    if let Ok(v) = serde_json::to_value(trace) {
+        m.insert("key_trace".to_string(), v);
+    }
+    m
+}
+
 /// Shared by every stage thread of one build.
 pub(crate) struct Ctx<'a> {
     pub store: &'a Store,

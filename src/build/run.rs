@@ -204,7 +204,7 @@ pub fn run_step(
         diff_id: Some(layer.diff_id),
         created_by,
         created: Some(super::image::now_rfc3339(ctx.opts.source_date_epoch)),
-        extra: Default::default(),
+        extra: super::trace_extra(&key.trace),
     };
     ctx.store.cache_put(hex, &rec)?;
     s.apply_record(&key.digest, &rec);
