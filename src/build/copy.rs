@@ -29,10 +29,10 @@ use crate::dockerfile::ast::{Add, Copy, Source};
 use crate::plan::cachekey::{self, CopyInput, CopySource};
 use crate::plan::context::{has_wildcard, ContextIndex, EntryKind, NoFilter, SourceMatch};
 use crate::plan::graph::{is_remote_source, stage_by_name};
-use crate::snapshot::{self, DiffSource, MtimePolicy, UnpackOptions};
+use crate::snapshot::{self, MtimePolicy, UnpackOptions};
 use crate::store::CacheRecord;
 
-use super::rootfs::{lower_dirs, mkdir_in_root, resolve_in_root, with_overlay, write_layer_blob, Layer, Scratch};
+use super::rootfs::{lower_dirs, mkdir_in_root, resolve_in_root, step_layer, with_root, Layer, Scratch};
 use super::run::key_hex;
 use super::stage::{absolute, StageState, StepInfo};
 use super::{BuildError, Ctx};
@@ -263,7 +263,8 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
     let from_ref = &from;
     let req_ref = &req;
     let matches_ref = &context_matches;
-    with_overlay(&scratch, &lower, src_lower.as_deref(), |root, src_root| {
+    let mode = ctx.root_mode();
+    with_root(mode, &scratch, &lower, src_lower.as_deref(), |root, src_root| {
         let owner = match &req_ref.chown {
             Some(c) => Some(resolve_chown(root, c).map_err(|e| info.err(e))?),
             None => None,
@@ -336,7 +337,7 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
         Ok(())
     })?;
     let epoch = ctx.opts.source_date_epoch.unwrap_or(0).max(0) as u64;
-    let layer = write_layer_blob(ctx.store, &scratch.upper(), DiffSource::OverlayUpper, MtimePolicy::Fixed(epoch))?;
+    let layer = step_layer(ctx.store, mode, &scratch, MtimePolicy::Fixed(epoch))?;
     let what = match (&from, paths.len(), context_matches.first().and_then(|m| m.first())) {
         (From::Context(_), 1, Some(m)) if m.kind == EntryKind::Dir => "dir",
         (From::Context(_), 1, Some(_)) => "file",
@@ -353,7 +354,7 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
         diff_id: Some(layer.diff_id),
         created_by,
         created: Some(super::image::now_rfc3339(ctx.opts.source_date_epoch)),
-        extra: Default::default(),
+        extra: super::trace_extra(&key.trace),
     };
     ctx.store.cache_put(hex, &rec)?;
     s.apply_record(&key.digest, &rec);
@@ -379,24 +380,26 @@ pub fn workdir_step(ctx: &Ctx<'_>, s: &mut StageState, path: &str, info: &StepIn
     }
     let lower = lower_dirs(ctx.store, &s.layers)?;
     let scratch = Scratch::new(&ctx.tmp, "workdir-")?;
-    let created = with_overlay(&scratch, &lower, None, |root, _| {
+    let mode = ctx.root_mode();
+    let created = with_root(mode, &scratch, &lower, None, |root, _| {
         mkdir_in_root(root, path, (0, 0)).map(|(_, c)| c).map_err(|e| info.err(e.to_string()))
     })?;
     let created_by = format!("WORKDIR {path}");
     let rec = if created {
         let epoch = ctx.opts.source_date_epoch.unwrap_or(0).max(0) as u64;
-        let layer = write_layer_blob(ctx.store, &scratch.upper(), DiffSource::OverlayUpper, MtimePolicy::Fixed(epoch))?;
+        let layer = step_layer(ctx.store, mode, &scratch, MtimePolicy::Fixed(epoch))?;
         CacheRecord {
             layer: Some(layer.desc),
             diff_id: Some(layer.diff_id),
             created_by,
             created: Some(super::image::now_rfc3339(ctx.opts.source_date_epoch)),
-            extra: Default::default(),
+            extra: super::trace_extra(&key.trace),
         }
     } else {
         CacheRecord {
             created_by,
             created: Some(super::image::now_rfc3339(ctx.opts.source_date_epoch)),
+            extra: super::trace_extra(&key.trace),
             ..Default::default()
         }
     };

@@ -205,6 +205,16 @@ impl BuildError {
     }
 }
 
+/// What a cache record keeps besides the layer: the key's inputs (`key_trace`), so a later
+/// `--explain` can say which input changed.
+pub(crate) fn trace_extra(trace: &crate::plan::cachekey::KeyTrace) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let mut m = std::collections::BTreeMap::new();
+    if let Ok(v) = serde_json::to_value(trace) {
+        m.insert("key_trace".to_string(), v);
+    }
+    m
+}
+
 /// Shared by every stage thread of one build.
 pub(crate) struct Ctx<'a> {
     pub store: &'a Store,
@@ -222,6 +232,7 @@ pub(crate) struct Ctx<'a> {
     context: OnceLock<Result<Arc<ContextIndex>, String>>,
     ignore: Arc<dyn ContextFilter>,
     pub stat_cache: StatCache,
+    root_mode: OnceLock<rootfs::RootMode>,
     results: Mutex<HashMap<usize, Result<Arc<stage::StageState>, ()>>>,
     done: Condvar,
     errors: Mutex<Vec<BuildError>>,
@@ -231,6 +242,22 @@ impl Ctx<'_> {
     /// Is stage `i` part of this build?
     pub fn is_needed(&self, i: usize) -> bool {
         self.graph.stages.order.contains(&i)
+    }
+
+    /// Overlay, or copies where overlayfs does not work (probed once; `RBUILD_NO_OVERLAY=1`
+    /// forces copies).
+    pub fn root_mode(&self) -> rootfs::RootMode {
+        *self.root_mode.get_or_init(|| {
+            let forced = std::env::var_os("RBUILD_NO_OVERLAY").is_some_and(|v| v == "1");
+            if forced || !crate::snapshot::overlay::overlay_supported(&self.tmp) {
+                self.progress.warn(
+                    "overlayfs is unavailable here: each step works on a copy of its root file system (slower)",
+                );
+                rootfs::RootMode::Copy
+            } else {
+                rootfs::RootMode::Overlay
+            }
+        })
     }
 
     /// A fresh progress id.
@@ -365,6 +392,7 @@ pub fn build(
         context: OnceLock::new(),
         ignore: Arc::new(ignore),
         stat_cache: StatCache::load(&stat_file),
+        root_mode: OnceLock::new(),
         results: Mutex::new(HashMap::new()),
         done: Condvar::new(),
         errors: Mutex::new(Vec::new()),

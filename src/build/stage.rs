@@ -300,6 +300,12 @@ pub fn run_stage(ctx: &Ctx<'_>, idx: usize) -> Result<StageState, BuildError> {
         })
         .count();
 
+    // Like BuildKit, an image without PATH (scratch, imported root file systems) gets
+    // Docker's default in its config, so `run` finds commands the way RUN did.
+    if !s.env().iter().any(|(k, _)| k == "PATH") {
+        s.env_set("PATH", crate::sandbox::DEFAULT_PATH);
+    }
+
     let mut from_name = format!("[{prefix}1/{total}] FROM {base_name}");
     if let Some(n) = &stage.name {
         from_name.push_str(&format!(" AS {n}"));
