@@ -58,12 +58,19 @@ pub(crate) struct Imports {
 
 impl Imports {
     /// Read the cache indexes; an unreadable source is a warning and is skipped.
-    pub fn load(sources: &[PathBuf], progress: &ProgressSink, next_id: impl Fn() -> u32) -> Imports {
+    pub fn load(
+        sources: &[PathBuf],
+        progress: &ProgressSink,
+        next_id: impl Fn() -> u32,
+    ) -> Imports {
         let mut dirs = Vec::new();
         for src in sources {
             let id = next_id();
             let start = Instant::now();
-            progress.send(BuildEvent::StepStarted { id, name: format!("[internal] importing cache from {}", src.display()) });
+            progress.send(BuildEvent::StepStarted {
+                id,
+                name: format!("[internal] importing cache from {}", src.display()),
+            });
             match CacheDir::open(src) {
                 Ok(d) => {
                     for w in d.warnings() {
@@ -73,9 +80,15 @@ impl Imports {
                 }
                 Err(e) => progress.warn(e.to_string()),
             }
-            progress.send(BuildEvent::StepDone { id, elapsed: start.elapsed() });
+            progress.send(BuildEvent::StepDone {
+                id,
+                elapsed: start.elapsed(),
+            });
         }
-        Imports { dirs, warned: Mutex::new(HashSet::new()) }
+        Imports {
+            dirs,
+            warned: Mutex::new(HashSet::new()),
+        }
     }
 
     /// The record for `key` from the first source that has a good one, brought into the
@@ -89,7 +102,11 @@ impl Imports {
                 Ok(Some(rec)) => return Some(rec),
                 Ok(None) => {}
                 Err(e) => {
-                    let first = self.warned.lock().unwrap_or_else(|p| p.into_inner()).insert((i, key.to_string()));
+                    let first = self
+                        .warned
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert((i, key.to_string()));
                     if first {
                         progress.warn(e.to_string());
                     }
@@ -137,11 +154,18 @@ pub(crate) fn export(
                     report.records, report.written, report.blobs_copied, report.bytes_copied
                 ),
             });
-            progress.send(BuildEvent::StepDone { id, elapsed: start.elapsed() });
+            progress.send(BuildEvent::StepDone {
+                id,
+                elapsed: start.elapsed(),
+            });
             Ok(())
         }
         Err(e) => {
-            progress.send(BuildEvent::StepFailed { id, elapsed: start.elapsed(), error: e.to_string() });
+            progress.send(BuildEvent::StepFailed {
+                id,
+                elapsed: start.elapsed(),
+                error: e.to_string(),
+            });
             Err(BuildError::Options(e.to_string()))
         }
     }
@@ -150,5 +174,7 @@ pub(crate) fn export(
 /// Keys in first-seen order without repeats.
 pub(crate) fn dedup(keys: impl IntoIterator<Item = String>) -> Vec<String> {
     let mut seen = BTreeSet::new();
-    keys.into_iter().filter(|k| seen.insert(k.clone())).collect()
+    keys.into_iter()
+        .filter(|k| seen.insert(k.clone()))
+        .collect()
 }

@@ -59,7 +59,10 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 use super::types::{ANNOTATION_REF_NAME, OCI_LAYOUT};
-use super::{media, sync_dir, write_atomic, BlobWriter, CacheRecord, Descriptor, Digest, Index, Manifest, Store, StoreError};
+use super::{
+    media, sync_dir, write_atomic, BlobWriter, CacheRecord, Descriptor, Digest, Index, Manifest,
+    Store, StoreError,
+};
 
 /// `org.opencontainers.image.ref.name` of the cache artifact in `index.json`.
 pub const CACHE_REF_NAME: &str = "rbuild-cache";
@@ -141,7 +144,11 @@ pub struct CacheExportReport {
 }
 
 fn valid_key(key: &str) -> bool {
-    !key.is_empty() && key.len() <= 128 && key.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    !key.is_empty()
+        && key.len() <= 128
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn is_layer_media_type(mt: &str) -> bool {
@@ -165,25 +172,33 @@ fn blob_path(dir: &Path, digest: &Digest) -> PathBuf {
 /// Read the blob `desc` of the layout at `dir`, checking its size and digest.
 fn read_verified(dir: &Path, desc: &Descriptor) -> Result<Vec<u8>, String> {
     if desc.size > MAX_JSON {
-        return Err(format!("blob {} is too large ({} bytes)", desc.digest, desc.size));
+        return Err(format!(
+            "blob {} is too large ({} bytes)",
+            desc.digest, desc.size
+        ));
     }
-    let bytes = read_small(&blob_path(dir, &desc.digest)).map_err(|e| format!("blob {}: {e}", desc.digest))?;
+    let bytes = read_small(&blob_path(dir, &desc.digest))
+        .map_err(|e| format!("blob {}: {e}", desc.digest))?;
     let actual = Digest::of_bytes(&bytes);
     if actual != desc.digest {
         return Err(format!("blob {} has digest {actual}", desc.digest));
     }
     if bytes.len() as u64 != desc.size {
-        return Err(format!("blob {} has {} bytes, expected {}", desc.digest, bytes.len(), desc.size));
+        return Err(format!(
+            "blob {} has {} bytes, expected {}",
+            desc.digest,
+            bytes.len(),
+            desc.size
+        ));
     }
     Ok(bytes)
 }
 
 /// The cache entry of an `index.json`, if any.
 fn cache_entry(index: &Index) -> Option<&Descriptor> {
-    index
-        .manifests
-        .iter()
-        .find(|d| d.annotations.get(ANNOTATION_REF_NAME).map(String::as_str) == Some(CACHE_REF_NAME))
+    index.manifests.iter().find(|d| {
+        d.annotations.get(ANNOTATION_REF_NAME).map(String::as_str) == Some(CACHE_REF_NAME)
+    })
 }
 
 /// What a layout holds: `index.json`, the cache manifest and the parsed records (raw).
@@ -197,29 +212,36 @@ struct Existing {
 fn read_layout(dir: &Path) -> Result<Existing, String> {
     let index_path = dir.join("index.json");
     let bytes = read_small(&index_path).map_err(|e| format!("cannot read index.json: {e}"))?;
-    let index: Index = serde_json::from_slice(&bytes).map_err(|e| format!("index.json is not a valid OCI index: {e}"))?;
+    let index: Index = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("index.json is not a valid OCI index: {e}"))?;
     let Some(entry) = cache_entry(&index).cloned() else {
         return Err(format!("index.json has no entry named {CACHE_REF_NAME}"));
     };
     let manifest_bytes = read_verified(dir, &entry).map_err(|e| format!("cache manifest: {e}"))?;
-    let manifest: Manifest =
-        serde_json::from_slice(&manifest_bytes).map_err(|e| format!("cache manifest {}: {e}", entry.digest))?;
+    let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
+        .map_err(|e| format!("cache manifest {}: {e}", entry.digest))?;
     if manifest.config.media_type != CACHE_INDEX_MEDIA_TYPE {
         return Err(format!(
             "cache manifest {} has a config of type {:?}, expected {CACHE_INDEX_MEDIA_TYPE}",
             entry.digest, manifest.config.media_type
         ));
     }
-    let doc_bytes = read_verified(dir, &manifest.config).map_err(|e| format!("cache index: {e}"))?;
-    let doc: IndexDoc =
-        serde_json::from_slice(&doc_bytes).map_err(|e| format!("cache index {}: {e}", manifest.config.digest))?;
+    let doc_bytes =
+        read_verified(dir, &manifest.config).map_err(|e| format!("cache index: {e}"))?;
+    let doc: IndexDoc = serde_json::from_slice(&doc_bytes)
+        .map_err(|e| format!("cache index {}: {e}", manifest.config.digest))?;
     if doc.schema_version != CACHE_INDEX_VERSION {
         return Err(format!(
             "cache index version {} is not supported (this rbuild reads version {CACHE_INDEX_VERSION})",
             doc.schema_version
         ));
     }
-    Ok(Existing { index, manifest: Some(entry), index_blob: Some(manifest.config), records: doc.records })
+    Ok(Existing {
+        index,
+        manifest: Some(entry),
+        index_blob: Some(manifest.config),
+        records: doc.records,
+    })
 }
 
 /// Parse and check one raw record.
@@ -227,11 +249,13 @@ fn parse_record(key: &str, raw: Value) -> Result<CacheRecord, String> {
     if !valid_key(key) {
         return Err("the key is not 1-128 lowercase hex digits".into());
     }
-    let rec: CacheRecord = serde_json::from_value(raw).map_err(|e| format!("invalid record: {e}"))?;
+    let rec: CacheRecord =
+        serde_json::from_value(raw).map_err(|e| format!("invalid record: {e}"))?;
     match (&rec.layer, &rec.diff_id) {
-        (Some(l), Some(_)) if !is_layer_media_type(&l.media_type) => {
-            Err(format!("layer {} has the unsupported media type {:?}", l.digest, l.media_type))
-        }
+        (Some(l), Some(_)) if !is_layer_media_type(&l.media_type) => Err(format!(
+            "layer {} has the unsupported media type {:?}",
+            l.digest, l.media_type
+        )),
         (Some(_), Some(_)) | (None, None) => Ok(rec),
         _ => Err("a record must have both a layer and a diff_id, or neither".into()),
     }
@@ -241,7 +265,10 @@ impl CacheDir {
     /// Read the cache index of `dir`. Records that do not parse are left out, each with a
     /// warning in [`CacheDir::warnings`].
     pub fn open(dir: &Path) -> Result<CacheDir, CacheDirError> {
-        let unreadable = |reason: String| CacheDirError::Unreadable { dir: dir.to_path_buf(), reason };
+        let unreadable = |reason: String| CacheDirError::Unreadable {
+            dir: dir.to_path_buf(),
+            reason,
+        };
         if !dir.is_dir() {
             return Err(unreadable("no such directory".into()));
         }
@@ -253,10 +280,17 @@ impl CacheDir {
                 Ok(r) => {
                     records.insert(key, r);
                 }
-                Err(reason) => warnings.push(format!("cache {}: entry {key}: {reason}; ignoring it", dir.display())),
+                Err(reason) => warnings.push(format!(
+                    "cache {}: entry {key}: {reason}; ignoring it",
+                    dir.display()
+                )),
             }
         }
-        Ok(CacheDir { path: dir.to_path_buf(), records, warnings })
+        Ok(CacheDir {
+            path: dir.to_path_buf(),
+            records,
+            warnings,
+        })
     }
 
     /// The directory.
@@ -289,8 +323,14 @@ impl CacheDir {
     /// return it. `Ok(None)` when this directory has no record for `key`. An error means
     /// the record cannot be trusted; nothing was recorded.
     pub fn import(&self, store: &Store, key: &str) -> Result<Option<CacheRecord>, CacheDirError> {
-        let Some(rec) = self.records.get(key) else { return Ok(None) };
-        let entry = |reason: String| CacheDirError::Entry { dir: self.path.clone(), key: key.to_string(), reason };
+        let Some(rec) = self.records.get(key) else {
+            return Ok(None);
+        };
+        let entry = |reason: String| CacheDirError::Entry {
+            dir: self.path.clone(),
+            key: key.to_string(),
+            reason,
+        };
         if let (Some(layer), Some(diff_id)) = (&rec.layer, &rec.diff_id) {
             if store.has_blob(&layer.digest) {
                 // The blob is trusted (the store verified it when it came in), but the
@@ -298,7 +338,10 @@ impl CacheDir {
                 let f = store.open_blob(&layer.digest)?;
                 let actual = layer_diff_id(f, &layer.digest).map_err(entry)?;
                 if actual != *diff_id {
-                    return Err(entry(format!("layer {} has diff ID {actual}, not {diff_id}", layer.digest)));
+                    return Err(entry(format!(
+                        "layer {} has diff ID {actual}, not {diff_id}",
+                        layer.digest
+                    )));
                 }
             } else {
                 let path = blob_path(&self.path, &layer.digest);
@@ -348,34 +391,63 @@ impl<R: Read> Read for Tee<'_, R> {
 /// The diff ID of a layer blob (checking its tar entries on the way).
 fn layer_diff_id(f: File, digest: &Digest) -> Result<Digest, String> {
     let what = format!("layer {digest}");
-    let rd = super::archive::decompressed(BufReader::with_capacity(256 << 10, f), &what).map_err(|e| e.to_string())?;
-    super::layercheck::check_layer(rd, &what).map(|i| i.diff_id).map_err(|e| e.to_string())
+    let rd = super::archive::decompressed(BufReader::with_capacity(256 << 10, f), &what)
+        .map_err(|e| e.to_string())?;
+    super::layercheck::check_layer(rd, &what)
+        .map(|i| i.diff_id)
+        .map_err(|e| e.to_string())
 }
 
 /// Copy a layer blob into the store in one pass, checking size, digest, tar entries and
 /// diff ID before it is committed.
-fn copy_verified(store: &Store, f: File, layer: &Descriptor, diff_id: &Digest) -> Result<(), CopyError> {
-    let mut w = store.blob_writer().map_err(CopyError::Store)?.media_type(&layer.media_type);
+fn copy_verified(
+    store: &Store,
+    f: File,
+    layer: &Descriptor,
+    diff_id: &Digest,
+) -> Result<(), CopyError> {
+    let mut w = store
+        .blob_writer()
+        .map_err(CopyError::Store)?
+        .media_type(&layer.media_type);
     let what = format!("layer {}", layer.digest);
-    let mut tee = Tee { inner: f, out: &mut w, hasher: Sha256::new(), len: 0 };
-    let checked = super::archive::decompressed(BufReader::with_capacity(256 << 10, &mut tee), &what)
-        .and_then(|rd| super::layercheck::check_layer(rd, &what));
+    let mut tee = Tee {
+        inner: f,
+        out: &mut w,
+        hasher: Sha256::new(),
+        len: 0,
+    };
+    let checked =
+        super::archive::decompressed(BufReader::with_capacity(256 << 10, &mut tee), &what)
+            .and_then(|rd| super::layercheck::check_layer(rd, &what));
     // Read what the tar reader left (gzip trailer, padding), so digest and size are whole.
     let drained = io::copy(&mut tee, &mut io::sink());
     let Tee { hasher, len, .. } = tee;
     let actual = Digest::from_hasher(hasher);
     if let Err(e) = drained {
-        return Err(CopyError::Bad(format!("reading layer blob {}: {e}", layer.digest)));
+        return Err(CopyError::Bad(format!(
+            "reading layer blob {}: {e}",
+            layer.digest
+        )));
     }
     if actual != layer.digest {
-        return Err(CopyError::Bad(format!("layer blob {} is corrupt: its digest is {actual}", layer.digest)));
+        return Err(CopyError::Bad(format!(
+            "layer blob {} is corrupt: its digest is {actual}",
+            layer.digest
+        )));
     }
     if len != layer.size {
-        return Err(CopyError::Bad(format!("layer blob {} has {len} bytes, expected {}", layer.digest, layer.size)));
+        return Err(CopyError::Bad(format!(
+            "layer blob {} has {len} bytes, expected {}",
+            layer.digest, layer.size
+        )));
     }
     let info = checked.map_err(|e| CopyError::Bad(e.to_string()))?;
     if info.diff_id != *diff_id {
-        return Err(CopyError::Bad(format!("layer {} has diff ID {}, not {diff_id}", layer.digest, info.diff_id)));
+        return Err(CopyError::Bad(format!(
+            "layer {} has diff ID {}, not {diff_id}",
+            layer.digest, info.diff_id
+        )));
     }
     w.commit(Some(&layer.digest)).map_err(CopyError::Store)?;
     Ok(())
@@ -396,7 +468,10 @@ fn blob_ok(path: &Path, desc: &Descriptor) -> bool {
 /// Copy the store's blob `desc` to `<dir>/blobs/sha256/` (temp, fsync, rename).
 fn copy_blob_out(store: &Store, blobs: &Path, desc: &Descriptor) -> Result<u64, String> {
     let mut src = store.open_blob(&desc.digest).map_err(|e| e.to_string())?;
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(blobs).map_err(|e| format!("{}: {e}", blobs.display()))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(blobs)
+        .map_err(|e| format!("{}: {e}", blobs.display()))?;
     let mut hw = super::HashingWriter::new(tmp.as_file_mut());
     io::copy(&mut src, &mut hw).map_err(|e| format!("copying blob {}: {e}", desc.digest))?;
     let (digest, len) = hw.finish();
@@ -406,11 +481,17 @@ fn copy_blob_out(store: &Store, blobs: &Path, desc: &Descriptor) -> Result<u64, 
             desc.digest
         ));
     }
-    tmp.as_file().sync_all().map_err(|e| format!("{}: {e}", tmp.path().display()))?;
-    fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o644))
+    tmp.as_file()
+        .sync_all()
         .map_err(|e| format!("{}: {e}", tmp.path().display()))?;
+    fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .map_err(|e| format!("{}: {e}", tmp.path().display()))?;
     let target = blobs.join(desc.digest.hex());
-    tmp.persist(&target).map_err(|e| format!("{}: {}", target.display(), e.error))?;
+    tmp.persist(&target)
+        .map_err(|e| format!("{}: {}", target.display(), e.error))?;
     Ok(len)
 }
 
@@ -428,10 +509,18 @@ impl Store {
     /// Write the cache records of `keys` (hex; keys without a record are skipped) and their
     /// layer blobs into the cache directory `dir`, merging with what is there. See the
     /// module documentation for the format.
-    pub fn export_cache(&self, dir: &Path, keys: &[String]) -> Result<CacheExportReport, CacheDirError> {
-        let fail = |reason: String| CacheDirError::Export { dir: dir.to_path_buf(), reason };
+    pub fn export_cache(
+        &self,
+        dir: &Path,
+        keys: &[String],
+    ) -> Result<CacheExportReport, CacheDirError> {
+        let fail = |reason: String| CacheDirError::Export {
+            dir: dir.to_path_buf(),
+            reason,
+        };
         let blobs = dir.join("blobs").join("sha256");
-        fs::create_dir_all(&blobs).map_err(|e| fail(format!("cannot create {}: {e}", blobs.display())))?;
+        fs::create_dir_all(&blobs)
+            .map_err(|e| fail(format!("cannot create {}: {e}", blobs.display())))?;
         let _lock = lock_dir(dir).map_err(fail)?;
         let mut report = CacheExportReport::default();
 
@@ -451,13 +540,20 @@ impl Store {
                     .ok()
                     .and_then(|b| serde_json::from_slice::<Index>(&b).ok())
                     .unwrap_or_default();
-                Existing { index, manifest: None, index_blob: None, records: BTreeMap::new() }
+                Existing {
+                    index,
+                    manifest: None,
+                    index_blob: None,
+                    records: BTreeMap::new(),
+                }
             }
         };
 
         let mut records: BTreeMap<String, CacheRecord> = BTreeMap::new();
         for (key, raw) in std::mem::take(&mut existing.records) {
-            let Ok(rec) = parse_record(&key, raw) else { continue };
+            let Ok(rec) = parse_record(&key, raw) else {
+                continue;
+            };
             // A record whose blob is gone would be a miss for every importer: drop it.
             if let Some(l) = &rec.layer {
                 if !blob_path(dir, &l.digest).is_file() {
@@ -469,7 +565,9 @@ impl Store {
 
         let mut checked: BTreeSet<Digest> = BTreeSet::new();
         for key in keys {
-            let Some(rec) = self.cache_get(key) else { continue };
+            let Some(rec) = self.cache_get(key) else {
+                continue;
+            };
             if let Some(l) = &rec.layer {
                 if checked.insert(l.digest.clone()) && !blob_ok(&blobs.join(l.digest.hex()), l) {
                     report.bytes_copied += copy_blob_out(self, &blobs, l).map_err(fail)?;
@@ -494,36 +592,62 @@ impl Store {
                 .collect::<Result<_, serde_json::Error>>()
                 .map_err(|e| fail(format!("serializing the cache index: {e}")))?,
         };
-        let doc_bytes = serde_json::to_vec(&doc).map_err(|e| fail(format!("serializing the cache index: {e}")))?;
-        let doc_desc = Descriptor::new(CACHE_INDEX_MEDIA_TYPE, Digest::of_bytes(&doc_bytes), doc_bytes.len() as u64);
+        let doc_bytes = serde_json::to_vec(&doc)
+            .map_err(|e| fail(format!("serializing the cache index: {e}")))?;
+        let doc_desc = Descriptor::new(
+            CACHE_INDEX_MEDIA_TYPE,
+            Digest::of_bytes(&doc_bytes),
+            doc_bytes.len() as u64,
+        );
         write_blob(&blobs, &doc_desc, &doc_bytes)?;
 
         let mut layers: BTreeMap<Digest, Descriptor> = BTreeMap::new();
         for r in records.values() {
             if let Some(l) = &r.layer {
-                layers.entry(l.digest.clone()).or_insert_with(|| Descriptor::new(&l.media_type, l.digest.clone(), l.size));
+                layers
+                    .entry(l.digest.clone())
+                    .or_insert_with(|| Descriptor::new(&l.media_type, l.digest.clone(), l.size));
             }
         }
         let mut manifest = Manifest::new(doc_desc.clone(), layers.into_values().collect());
-        manifest.extra.insert("artifactType".into(), Value::String(CACHE_ARTIFACT_TYPE.into()));
-        let man_bytes = serde_json::to_vec(&manifest).map_err(|e| fail(format!("serializing the cache manifest: {e}")))?;
-        let mut man_desc = Descriptor::new(media::OCI_MANIFEST, Digest::of_bytes(&man_bytes), man_bytes.len() as u64);
+        manifest.extra.insert(
+            "artifactType".into(),
+            Value::String(CACHE_ARTIFACT_TYPE.into()),
+        );
+        let man_bytes = serde_json::to_vec(&manifest)
+            .map_err(|e| fail(format!("serializing the cache manifest: {e}")))?;
+        let mut man_desc = Descriptor::new(
+            media::OCI_MANIFEST,
+            Digest::of_bytes(&man_bytes),
+            man_bytes.len() as u64,
+        );
         write_blob(&blobs, &man_desc, &man_bytes)?;
 
-        man_desc.annotations.insert(ANNOTATION_REF_NAME.into(), CACHE_REF_NAME.into());
-        man_desc.extra.insert("artifactType".into(), Value::String(CACHE_ARTIFACT_TYPE.into()));
+        man_desc
+            .annotations
+            .insert(ANNOTATION_REF_NAME.into(), CACHE_REF_NAME.into());
+        man_desc.extra.insert(
+            "artifactType".into(),
+            Value::String(CACHE_ARTIFACT_TYPE.into()),
+        );
         let mut index = existing.index.clone();
-        index.manifests.retain(|d| d.annotations.get(ANNOTATION_REF_NAME).map(String::as_str) != Some(CACHE_REF_NAME));
+        index.manifests.retain(|d| {
+            d.annotations.get(ANNOTATION_REF_NAME).map(String::as_str) != Some(CACHE_REF_NAME)
+        });
         index.manifests.push(man_desc.clone());
         let layout = dir.join("oci-layout");
         if fs::read(&layout).ok().as_deref() != Some(OCI_LAYOUT.as_bytes()) {
             write_atomic(&layout, OCI_LAYOUT.as_bytes())?;
         }
-        let index_bytes = serde_json::to_vec(&index).map_err(|e| fail(format!("serializing index.json: {e}")))?;
+        let index_bytes =
+            serde_json::to_vec(&index).map_err(|e| fail(format!("serializing index.json: {e}")))?;
         write_atomic(&dir.join("index.json"), &index_bytes)?;
 
         // The previous manifest and index are garbage now (unless identical to the new ones).
-        for old in [&existing.manifest, &existing.index_blob].into_iter().flatten() {
+        for old in [&existing.manifest, &existing.index_blob]
+            .into_iter()
+            .flatten()
+        {
             if old.digest != man_desc.digest && old.digest != doc_desc.digest {
                 let _ = fs::remove_file(blob_path(dir, &old.digest));
             }
