@@ -16,13 +16,10 @@ pub fn busybox_archive() -> &'static Path {
         let dir = std::env::temp_dir().join(format!("rbuild-build-tests-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let out = dir.join("busybox.tar");
-        let st = Command::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/testdata/make-busybox.sh"
-        ))
-        .arg(&out)
-        .status()
-        .expect("run testdata/make-busybox.sh (needs busybox-static)");
+        let st = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/make-busybox.sh"))
+            .arg(&out)
+            .status()
+            .expect("run testdata/make-busybox.sh (needs busybox-static)");
         assert!(st.success(), "make-busybox.sh failed");
         out
     })
@@ -30,10 +27,7 @@ pub fn busybox_archive() -> &'static Path {
 
 /// A fresh store root with busybox:local loaded.
 pub fn store_with_busybox() -> tempfile::TempDir {
-    let root = tempfile::Builder::new()
-        .prefix("rbuild-bt-root-")
-        .tempdir()
-        .unwrap();
+    let root = tempfile::Builder::new().prefix("rbuild-bt-root-").tempdir().unwrap();
     let store = Store::open(root.path()).unwrap();
     store.load_archive(busybox_archive()).unwrap();
     root
@@ -77,11 +71,7 @@ impl Run {
     }
     /// Names of the steps that were not cached (FROM excluded).
     pub fn rebuilt(&self) -> Vec<String> {
-        self.steps
-            .iter()
-            .filter(|s| !s.cached && !s.name.contains("[internal]"))
-            .map(|s| s.name.clone())
-            .collect()
+        self.steps.iter().filter(|s| !s.cached && !s.name.contains("[internal]")).map(|s| s.name.clone()).collect()
     }
 }
 
@@ -104,12 +94,7 @@ pub fn build(root: &Path, ctx: &Path, args: &[&str]) -> Run {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let steps = parse_plain(&stderr);
-    Run {
-        out,
-        stderr,
-        stdout,
-        steps,
-    }
+    Run { out, stderr, stdout, steps }
 }
 
 /// A store opened on `root`.
@@ -121,10 +106,7 @@ pub fn store(root: &Path) -> Store {
 pub fn unpack_image(root: &Path, name: &str) -> tempfile::TempDir {
     let store = store(root);
     let rec = store.resolve(name).unwrap();
-    let dir = tempfile::Builder::new()
-        .prefix("rbuild-bt-fs-")
-        .tempdir()
-        .unwrap();
+    let dir = tempfile::Builder::new().prefix("rbuild-bt-fs-").tempdir().unwrap();
     for l in &rec.manifest.layers {
         let f = store.open_blob(&l.digest).unwrap();
         let rd = rbuild::snapshot::maybe_decompress(f).unwrap();
