@@ -308,6 +308,9 @@ fn second_export_updates_the_dir_in_place() {
     let first_blobs = blob_names(dir.path());
 
     std::fs::write(ctx.path().join("requirements.txt"), "flask\nnumpy\n").unwrap();
+    // Left by an export that was killed: swept by the next one.
+    std::fs::write(dir.path().join("blobs/sha256/.tmp-stale"), b"x").unwrap();
+    std::fs::write(dir.path().join(".tmp-stale"), b"x").unwrap();
     let r = build(
         a.path(),
         ctx.path(),

@@ -522,6 +522,10 @@ impl Store {
         fs::create_dir_all(&blobs)
             .map_err(|e| fail(format!("cannot create {}: {e}", blobs.display())))?;
         let _lock = lock_dir(dir).map_err(fail)?;
+        // Temp files of an export that was killed: nobody else writes while we hold the lock.
+        for d in [dir, blobs.as_path()] {
+            sweep_temp_files(d);
+        }
         let mut report = CacheExportReport::default();
 
         // What is there already. A directory that is not ours (or is damaged) is started over,
@@ -654,6 +658,16 @@ impl Store {
         }
         report.records = records.len();
         Ok(report)
+    }
+}
+
+/// Remove `.tmp-*` files left in `dir` by an interrupted export.
+fn sweep_temp_files(dir: &Path) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        if e.file_name().to_string_lossy().starts_with(".tmp-") {
+            let _ = fs::remove_file(e.path());
+        }
     }
 }
 
