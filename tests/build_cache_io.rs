@@ -742,3 +742,17 @@ fn have(prog: &str) -> bool {
         .map(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()))
         .unwrap_or(false)
 }
+
+/// A destination that cannot be a directory fails the build with a message naming it.
+#[test]
+fn export_to_a_file_fails_clearly() {
+    let a = store_with_busybox();
+    let ctx = project();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let r = build(a.path(), ctx.path(), &["-t", "app:1", &cache_to(file.path(), "min")]);
+    assert!(!r.ok(), "{}", r.stderr);
+    let last = r.stderr.lines().last().unwrap();
+    assert!(last.starts_with("error: exporting the cache to "), "{}", r.stderr);
+    assert!(last.contains(file.path().to_str().unwrap()), "{last}");
+    assert!(r.step("exporting cache").failed, "{}", r.stderr);
+}

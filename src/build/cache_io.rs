@@ -166,7 +166,7 @@ pub(crate) fn export(
                 elapsed: start.elapsed(),
                 error: e.to_string(),
             });
-            Err(BuildError::Options(e.to_string()))
+            Err(BuildError::Cache(e))
         }
     }
 }
