@@ -8,13 +8,15 @@
 //! 2. One thread per needed stage. A stage that reads from another (FROM, COPY --from) waits
 //!    for it; independent stages run at the same time.
 //! 3. Per step (FROM, RUN, COPY, ADD, WORKDIR): compute the key ([`crate::plan::cachekey`]),
-//!    look it up ([`crate::store::Store::cache_get`]). A hit reuses the recorded layer without
+//!    look it up ([`crate::store::Store::cache_get`], then the `--cache-from` directories:
+//!    `cache_io.rs`). A hit reuses the recorded layer without
 //!    touching the file system. A miss runs the op: RUN in the sandbox over an overlay of the
 //!    parent layers' snapshots plus a fresh upper dir; COPY/ADD/WORKDIR write into such an
 //!    overlay mounted in a private mount namespace of a helper thread. The upper dir becomes a
 //!    deterministic layer blob, and only then the cache record is written: nothing partial
 //!    ever enters the cache. Config-only instructions change the stage's config.
-//! 4. The final stage's config and manifest are stored and tagged.
+//! 4. The final stage's config and manifest are stored and tagged; `--cache-to` exports the
+//!    records of the build's steps ([`BuildResult::cache_keys`]).
 //!
 //! # Determinism
 //!

@@ -89,7 +89,7 @@ pub enum CacheDirError {
         reason: String,
     },
     /// One record cannot be used.
-    #[error("cache {dir}: entry {key}: {reason}; running the step instead")]
+    #[error("cache {dir}: entry {key}: {reason}; treating it as a cache miss")]
     Entry {
         /// The cache directory.
         dir: PathBuf,
