@@ -680,3 +680,122 @@ fn write_blob(blobs: &Path, desc: &Descriptor, bytes: &[u8]) -> Result<(), Cache
     write_atomic(&path, bytes)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small gzip layer holding one file; returns (descriptor, diff ID).
+    fn put_layer(store: &Store, content: &[u8]) -> (Descriptor, Digest) {
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_size(content.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, "f.txt", content).unwrap();
+        let raw = tar.into_inner().unwrap();
+        let diff_id = Digest::of_bytes(&raw);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&raw).unwrap();
+        let desc = store
+            .put_blob(media::OCI_LAYER_GZIP, &gz.finish().unwrap())
+            .unwrap();
+        (desc, diff_id)
+    }
+
+    fn record(layer: Option<(Descriptor, Digest)>, by: &str) -> CacheRecord {
+        CacheRecord {
+            layer: layer.as_ref().map(|l| l.0.clone()),
+            diff_id: layer.map(|l| l.1),
+            created_by: by.into(),
+            created: Some("2024-01-01T00:00:00Z".into()),
+            extra: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn export_merge_import_and_a_lying_record() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = Store::open(&tmp.path().join("a")).unwrap();
+        let dir = tmp.path().join("cache");
+        let l1 = put_layer(&a, b"one");
+        let l2 = put_layer(&a, b"two");
+        a.cache_put("aa", &record(Some(l1.clone()), "RUN one"))
+            .unwrap();
+        a.cache_put("bb", &record(None, "WORKDIR /")).unwrap();
+        a.cache_put("cc", &record(Some(l2.clone()), "RUN two"))
+            .unwrap();
+        let r = a
+            .export_cache(&dir, &["aa".into(), "bb".into(), "ff".into()])
+            .unwrap();
+        assert_eq!((r.records, r.written, r.blobs_copied), (2, 2, 1));
+        let r = a.export_cache(&dir, &["cc".into(), "aa".into()]).unwrap();
+        assert_eq!((r.records, r.written, r.blobs_copied), (3, 1, 1));
+
+        let cd = CacheDir::open(&dir).unwrap();
+        assert_eq!(cd.len(), 3);
+        assert!(cd.warnings().is_empty());
+        let b = Store::open(&tmp.path().join("b")).unwrap();
+        assert_eq!(cd.import(&b, "dd").unwrap(), None);
+        let got = cd.import(&b, "aa").unwrap().unwrap();
+        assert_eq!(got, record(Some(l1.clone()), "RUN one"));
+        assert!(b.has_blob(&l1.0.digest));
+        assert_eq!(b.cache_get("aa"), Some(got));
+        assert_eq!(
+            cd.import(&b, "bb").unwrap().unwrap().created_by,
+            "WORKDIR /"
+        );
+
+        // A record pairing a blob the store already has with another layer's diff ID.
+        let c = Store::open(&tmp.path().join("c")).unwrap();
+        let l1c = put_layer(&c, b"one");
+        assert_eq!(l1c.0.digest, l1.0.digest);
+        let mut liar = record(Some(l1.clone()), "RUN one");
+        liar.diff_id = Some(l2.1.clone());
+        a.cache_put("ee", &liar).unwrap();
+        a.export_cache(&dir, &["ee".into()]).unwrap();
+        let cd = CacheDir::open(&dir).unwrap();
+        let e = cd.import(&c, "ee").unwrap_err().to_string();
+        assert!(e.contains("diff ID"), "{e}");
+        assert_eq!(c.cache_get("ee"), None, "nothing recorded");
+        // ... and the same for a store without the blob.
+        let d = Store::open(&tmp.path().join("d")).unwrap();
+        assert!(cd.import(&d, "ee").is_err());
+        assert!(!d.has_blob(&l1.0.digest), "a refused blob is not committed");
+    }
+
+    #[test]
+    fn records_are_checked_one_by_one() {
+        let ok = serde_json::json!({"created_by": "x"});
+        assert!(parse_record("ab", ok.clone()).is_ok());
+        assert!(parse_record("AB", ok.clone()).is_err());
+        assert!(parse_record("../x", ok).is_err());
+        let d = Digest::of_bytes(b"");
+        let half = serde_json::json!({"diff_id": d, "created_by": "x"});
+        assert!(parse_record("ab", half).is_err());
+        let odd = serde_json::json!({
+            "layer": {"mediaType": "text/plain", "digest": d, "size": 0},
+            "diff_id": d,
+        });
+        assert!(parse_record("ab", odd).unwrap_err().contains("media type"));
+    }
+
+    #[test]
+    fn a_directory_that_is_not_a_cache_is_unreadable() {
+        let tmp = tempfile::tempdir().unwrap();
+        let e = CacheDir::open(&tmp.path().join("none"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no such directory") && e.contains("ignoring this cache source"),
+            "{e}"
+        );
+        fs::write(
+            tmp.path().join("index.json"),
+            br#"{"schemaVersion":2,"manifests":[]}"#,
+        )
+        .unwrap();
+        let e = CacheDir::open(tmp.path()).unwrap_err().to_string();
+        assert!(e.contains("no entry named rbuild-cache"), "{e}");
+    }
+}
