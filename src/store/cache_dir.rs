@@ -157,6 +157,12 @@ fn is_layer_media_type(mt: &str) -> bool {
 
 /// Read a small file, at most `MAX_JSON` bytes.
 fn read_small(path: &Path) -> io::Result<Vec<u8>> {
+    if !fs::metadata(path)?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a regular file",
+        ));
+    }
     let mut buf = Vec::new();
     File::open(path)?.take(MAX_JSON + 1).read_to_end(&mut buf)?;
     if buf.len() as u64 > MAX_JSON {
@@ -345,13 +351,31 @@ impl CacheDir {
                 }
             } else {
                 let path = blob_path(&self.path, &layer.digest);
-                let f = match File::open(&path) {
-                    Ok(f) => f,
+                // Only a regular file of the promised size is read (not a symlink out of the
+                // directory, not a fifo, not something that never ends).
+                match fs::symlink_metadata(&path) {
+                    Ok(m) if !m.is_file() => {
+                        return Err(entry(format!(
+                            "layer blob {} is not a regular file",
+                            layer.digest
+                        )))
+                    }
+                    Ok(m) if m.len() != layer.size => {
+                        return Err(entry(format!(
+                            "layer blob {} has {} bytes, expected {}",
+                            layer.digest,
+                            m.len(),
+                            layer.size
+                        )))
+                    }
+                    Ok(_) => {}
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {
                         return Err(entry(format!("layer blob {} is missing", layer.digest)))
                     }
                     Err(e) => return Err(entry(format!("layer blob {}: {e}", layer.digest))),
-                };
+                }
+                let f = File::open(&path)
+                    .map_err(|e| entry(format!("layer blob {}: {e}", layer.digest)))?;
                 copy_verified(store, f, layer, diff_id).map_err(|e| match e {
                     CopyError::Bad(reason) => entry(reason),
                     CopyError::Store(e) => CacheDirError::Store(e),
