@@ -23,9 +23,10 @@
 //! DIR/blobs/sha256/<layer>      layer blobs, byte for byte as in the store
 //! ```
 //!
-//! A record is exactly a store cache record ([`CacheRecord`], the JSON of
-//! `<root>/cache/<key>`): `layer` (descriptor: mediaType, digest, size), `diff_id`,
-//! `created_by`, `created`, plus whatever else the builder keeps with it. A record without
+//! A record is a store cache record ([`CacheRecord`], the JSON of `<root>/cache/<key>`):
+//! `layer` (descriptor: mediaType, digest, size), `diff_id`, `created_by`, `created`. What
+//! else the builder keeps with a record locally (the key's trace for `--explain`) is not
+//! exported: it can be large and shows build-arg values in plain text. A record without
 //! `layer` is a step that changed only the config (or the image's `created` time).
 //!
 //! # Export ([`Store::export_cache`])
@@ -593,9 +594,12 @@ impl Store {
 
         let mut checked: BTreeSet<Digest> = BTreeSet::new();
         for key in keys {
-            let Some(rec) = self.cache_get(key) else {
+            let Some(mut rec) = self.cache_get(key) else {
                 continue;
             };
+            // The builder's extras (the key's trace for --explain) stay local: they can be
+            // large and show build-arg values in plain text; an import needs none of them.
+            rec.extra.clear();
             if let Some(l) = &rec.layer {
                 if checked.insert(l.digest.clone()) && !blob_ok(&blobs.join(l.digest.hex()), l) {
                     report.bytes_copied += copy_blob_out(self, &blobs, l).map_err(fail)?;
