@@ -159,6 +159,7 @@ pub fn step_layer(store: &Store, mode: RootMode, scratch: &Scratch, mtime: Mtime
             let desc = w.commit(None)?;
             let diff_id = Digest::parse(&stats.diff_id)
                 .map_err(|e| BuildError::Options(format!("layer writer returned a bad diff id: {e}")))?;
+            let _ = store.record_layer_size(&diff_id, stats.uncompressed_size);
             Ok(Layer { desc, diff_id })
         }
     }
@@ -174,6 +175,7 @@ pub fn write_layer_blob(store: &Store, dir: &Path, source: DiffSource, mtime: Mt
     let desc = w.commit(None)?;
     let diff_id = Digest::parse(&stats.diff_id)
         .map_err(|e| BuildError::Options(format!("layer writer returned a bad diff id: {e}")))?;
+    let _ = store.record_layer_size(&diff_id, stats.uncompressed_size);
     if source == DiffSource::OverlayUpper {
         // The upper dir is already in overlay-lowerdir form: keep it as the layer's snapshot
         // so the next step need not unpack the blob again. Only a speed-up: on failure the

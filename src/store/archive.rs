@@ -86,10 +86,68 @@ struct StagedFile {
 
 /// The regular files of an archive, copied under the store's tmp dir.
 struct Staged {
-    _dir: tempfile::TempDir,
+    _dir: StagingDir,
     files: HashMap<String, StagedFile>,
+    /// Symlinks and hard links, resolved lexically inside the archive: name → target.
     links: HashMap<String, String>,
+    /// Links whose target leaves the archive: name → the raw target.
+    outside: HashMap<String, String>,
     archive: String,
+}
+
+/// A staging directory under `<root>/tmp/` with a `.lease` file flock'd for as long as it
+/// lives: `prune` removes the ones whose lease nobody holds (left by a killed process).
+pub(crate) struct StagingDir {
+    // Dropped first: the directory goes, then the lock.
+    dir: tempfile::TempDir,
+    _lease: nix::fcntl::Flock<File>,
+}
+
+/// Name of the lease file in a staging dir.
+pub(crate) const STAGING_LEASE: &str = ".lease";
+
+impl StagingDir {
+    pub(crate) fn new(store: &Store, prefix: &str) -> Result<StagingDir> {
+        let tmp = store.tmp_dir();
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(&tmp)
+            .at(&tmp)?;
+        let path = dir.path().join(STAGING_LEASE);
+        let f = File::create(&path).at(&path)?;
+        let lease = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| StoreError::Io {
+                path,
+                source: io::Error::from(e),
+            })?;
+        Ok(StagingDir { dir, _lease: lease })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// `target` of a link at `name`, resolved lexically against the link's directory (a symlink)
+/// or the archive root (a hard link, or an absolute symlink target); `None` when it leaves
+/// the archive.
+fn resolve_link(name: &str, target: &str, symlink: bool) -> Option<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    if symlink && !target.starts_with('/') {
+        if let Some((parent, _)) = name.rsplit_once('/') {
+            parts.extend(parent.split('/').filter(|c| !c.is_empty() && *c != "."));
+        }
+    }
+    for c in target.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            c => parts.push(c),
+        }
+    }
+    Some(parts.join("/"))
 }
 
 impl Staged {
@@ -112,8 +170,21 @@ impl Staged {
     }
 
     fn need(&self, name: &str, what: &str) -> Result<&StagedFile> {
-        self.get(name)
-            .ok_or_else(|| self.bad(format!("{what} {name} is missing from the archive")))
+        if let Some(f) = self.get(name) {
+            return Ok(f);
+        }
+        let clean = clean_path(name.as_bytes()).unwrap_or_else(|_| name.to_string());
+        if let Some(t) = self.outside.get(&clean) {
+            return Err(self.bad(format!(
+                "{what} {name} is a link to {t:?}, which points outside the archive; refusing it"
+            )));
+        }
+        if let Some(t) = self.links.get(&clean) {
+            return Err(self.bad(format!(
+                "{what} {name} is a link to {t}, which is missing from the archive"
+            )));
+        }
+        Err(self.bad(format!("{what} {name} is missing from the archive")))
     }
 
     fn blob(&self, d: &Descriptor, what: &str) -> Result<&StagedFile> {
@@ -159,6 +230,8 @@ struct Plan {
     manifest: Descriptor,
     id: Digest,
     tags: Vec<Reference>,
+    /// (diff ID, uncompressed size) of each layer, known from the check.
+    layer_sizes: Vec<(Digest, u64)>,
 }
 
 #[derive(Deserialize, Serialize)]
@@ -182,13 +255,33 @@ impl Store {
     /// [`Store::load_archive`] from a stream (`rbuild load` without `-i` reads stdin);
     /// `name` names it in errors.
     pub fn load_from(&self, input: impl Read, name: &str) -> Result<LoadReport> {
+        self.load_from_cancellable(input, name, &|| false)
+    }
+
+    /// [`Store::load_from`] that stops (with [`StoreError::Cancelled`], the store unchanged,
+    /// the staging dir removed) as soon as `cancelled()` says so. All tags are added in one
+    /// update of the index at the very end: all of them or none.
+    pub fn load_from_cancellable(
+        &self,
+        input: impl Read,
+        name: &str,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<LoadReport> {
         let _lease = self.lease()?;
-        let staged = self.stage(input, name)?;
+        let staged = self.stage(input, name, cancelled)?;
+        let stop = || -> Result<()> {
+            if cancelled() {
+                Err(StoreError::Cancelled(name.to_string()))
+            } else {
+                Ok(())
+            }
+        };
+        stop()?;
         let mut report = LoadReport::default();
         let plans = if staged.get("manifest.json").is_some() {
-            self.plan_docker(&staged, &mut report.warnings)?
+            self.plan_docker(&staged, &mut report.warnings, &stop)?
         } else if staged.get("index.json").is_some() {
-            self.plan_oci(&staged, &mut report.warnings)?
+            self.plan_oci(&staged, &mut report.warnings, &stop)?
         } else {
             return Err(staged.bad("not an image archive: it has neither manifest.json (docker save) nor index.json (OCI)"));
         };
@@ -196,6 +289,10 @@ impl Store {
             return Err(staged.bad("the archive holds no images"));
         }
         for p in &plans {
+            stop()?;
+            for (diff_id, size) in &p.layer_sizes {
+                self.record_layer_size(diff_id, *size)?;
+            }
             for (file, digest) in &p.adopt {
                 if file.exists() {
                     self.adopt_verified_file(file, digest)?;
@@ -205,8 +302,14 @@ impl Store {
                 self.put_blob(mt, bytes)?;
             }
         }
+        // Blobs without a tag are prune's to take; the tags are all-or-nothing.
+        stop()?;
+        let all: Vec<(Descriptor, Vec<Reference>)> = plans
+            .iter()
+            .map(|p| (p.manifest.clone(), p.tags.clone()))
+            .collect();
+        self.add_images(&all)?;
         for p in plans {
-            self.add_image(&p.manifest, &p.tags)?;
             report.images.push(LoadedImage {
                 id: p.id,
                 manifest: p.manifest,
@@ -216,26 +319,30 @@ impl Store {
         Ok(report)
     }
 
-    fn stage(&self, input: impl Read, name: &str) -> Result<Staged> {
+    fn stage(&self, input: impl Read, name: &str, cancelled: &dyn Fn() -> bool) -> Result<Staged> {
         let archive = name.to_string();
         let bad = |reason: String| StoreError::BadArchive {
             file: archive.clone(),
             reason,
         };
+        let input = CancelRead {
+            inner: input,
+            cancelled,
+        };
         let reader = decompressed(BufReader::with_capacity(256 << 10, input), &archive)?;
-        let tmp = self.tmp_dir();
-        let dir = tempfile::Builder::new()
-            .prefix("load-")
-            .tempdir_in(&tmp)
-            .at(&tmp)?;
+        let dir = StagingDir::new(self, "load-")?;
         let mut files = HashMap::new();
         let mut links = HashMap::new();
+        let mut outside = HashMap::new();
         let mut ar = tar::Archive::new(Counting {
             inner: reader,
             count: 0,
         });
         let mut last_end = 0u64;
         let not_tar = |e: io::Error| {
+            if cancelled() {
+                return StoreError::Cancelled(archive.clone());
+            }
             bad(format!(
                 "not a valid tar archive (truncated or corrupt?): {}",
                 super::one_line(&e.to_string())
@@ -243,6 +350,9 @@ impl Store {
         };
         let mut n = 0usize;
         for entry in ar.entries().map_err(not_tar)? {
+            if cancelled() {
+                return Err(StoreError::Cancelled(archive.clone()));
+            }
             let mut entry = entry.map_err(not_tar)?;
             n += 1;
             last_end = entry.raw_file_position() + entry.size().div_ceil(512) * 512;
@@ -272,16 +382,14 @@ impl Store {
             } else if kind.is_symlink() || kind.is_hard_link() {
                 let target = entry.link_name_bytes().unwrap_or_default().into_owned();
                 let target = String::from_utf8_lossy(&target).into_owned();
-                let joined = if kind.is_symlink() && !target.starts_with('/') {
-                    match name.rsplit_once('/') {
-                        Some((parent, _)) => format!("{parent}/{target}"),
-                        None => target,
+                // Docker < 25 writes a duplicate layer as `bbb/layer.tar -> ../aaa/layer.tar`.
+                match resolve_link(&name, &target, kind.is_symlink()) {
+                    Some(t) => {
+                        links.insert(name, t);
                     }
-                } else {
-                    target
-                };
-                if let Ok(t) = clean_path(joined.trim_start_matches('/').as_bytes()) {
-                    links.insert(name, t);
+                    None => {
+                        outside.insert(name, target);
+                    }
                 }
             }
         }
@@ -297,6 +405,7 @@ impl Store {
             _dir: dir,
             files,
             links,
+            outside,
             archive,
         })
     }
@@ -309,7 +418,12 @@ impl Store {
         Ok((check_layer(r, name)?, gz))
     }
 
-    fn plan_docker(&self, staged: &Staged, warnings: &mut Vec<String>) -> Result<Vec<Plan>> {
+    fn plan_docker(
+        &self,
+        staged: &Staged,
+        warnings: &mut Vec<String>,
+        stop: &dyn Fn() -> Result<()>,
+    ) -> Result<Vec<Plan>> {
         let mf = staged.need("manifest.json", "file")?;
         let entries: Vec<DockerManifestEntry> = staged.json(&staged.read(mf)?, "manifest.json")?;
         let mut plans = Vec::new();
@@ -327,7 +441,9 @@ impl Store {
             }
             let mut adopt = vec![(cf.path.clone(), cf.digest.clone())];
             let mut layers = Vec::new();
+            let mut layer_sizes = Vec::new();
             for (name, diff_id) in e.layers.iter().zip(&config.rootfs.diff_ids) {
+                stop()?;
                 let lf = staged.need(name, "layer")?;
                 let (info, gz) = self.check_staged_layer(lf, name)?;
                 if info.diff_id != *diff_id {
@@ -342,6 +458,7 @@ impl Store {
                 } else {
                     media::OCI_LAYER_TAR
                 };
+                layer_sizes.push((info.diff_id.clone(), info.size));
                 layers.push(Descriptor::new(mt, lf.digest.clone(), lf.size));
                 adopt.push((lf.path.clone(), lf.digest.clone()));
             }
@@ -369,12 +486,18 @@ impl Store {
                 manifest: manifest_desc,
                 id: cf.digest.clone(),
                 tags,
+                layer_sizes,
             });
         }
         Ok(plans)
     }
 
-    fn plan_oci(&self, staged: &Staged, warnings: &mut Vec<String>) -> Result<Vec<Plan>> {
+    fn plan_oci(
+        &self,
+        staged: &Staged,
+        warnings: &mut Vec<String>,
+        stop: &dyn Fn() -> Result<()>,
+    ) -> Result<Vec<Plan>> {
         let idx_file = staged.need("index.json", "file")?;
         let index: Index = staged.json(&staged.read(idx_file)?, "index.json")?;
         // Entries naming the same manifest become one image with several tags.
@@ -434,7 +557,9 @@ impl Store {
                 (mf.path.clone(), mf.digest.clone()),
                 (cf.path.clone(), cf.digest.clone()),
             ];
+            let mut layer_sizes = Vec::new();
             for (l, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
+                stop()?;
                 if l.media_type == media::OCI_LAYER_ZSTD {
                     return Err(StoreError::Unsupported(format!(
                         "{}: layer {} is zstd-compressed, which is not supported yet",
@@ -450,9 +575,11 @@ impl Store {
                         actual: info.diff_id,
                     });
                 }
+                layer_sizes.push((info.diff_id.clone(), info.size));
                 adopt.push((lf.path.clone(), lf.digest.clone()));
             }
             plans.push(Plan {
+                layer_sizes,
                 adopt,
                 json: Vec::new(),
                 manifest: Descriptor::new(&desc.media_type, desc.digest.clone(), desc.size),
@@ -471,10 +598,29 @@ impl Store {
         tag: Option<&Reference>,
         message: Option<&str>,
     ) -> Result<ImageRecord> {
-        let _lease = self.lease()?;
         let name = path.display().to_string();
         let f = File::open(path).at(path)?;
-        let input = decompressed(BufReader::with_capacity(256 << 10, f), &name)?;
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| name.clone());
+        self.import_from(f, &name, &file_name, tag, message)
+    }
+
+    /// [`Store::import_rootfs`] from a stream (`rbuild import - NAME` reads stdin): `name`
+    /// names it in errors, `source` in the image's history.
+    pub fn import_from(
+        &self,
+        input: impl Read,
+        name: &str,
+        source: &str,
+        tag: Option<&Reference>,
+        message: Option<&str>,
+    ) -> Result<ImageRecord> {
+        let _lease = self.lease()?;
+        let name = name.to_string();
+        let file_name = source.to_string();
+        let input = decompressed(BufReader::with_capacity(256 << 10, input), &name)?;
         let writer = self.blob_writer()?.media_type(media::OCI_LAYER_GZIP);
         let mut gz = flate2::GzBuilder::new().write(writer, flate2::Compression::default());
         let info = check_layer(
@@ -492,11 +638,8 @@ impl Store {
         }
         let writer = gz.finish().at(&self.ingest_dir())?;
         let layer = writer.commit(None)?;
+        self.record_layer_size(&info.diff_id, info.size)?;
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let file_name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| name.clone());
         let config = ImageConfig {
             created: Some(now.clone()),
             architecture: host_arch().to_string(),
@@ -562,17 +705,45 @@ impl Store {
     /// `podman load` take) or an OCI archive to `out`.
     pub fn save(&self, names: &[String], format: ArchiveFormat, out: &mut dyn Write) -> Result<()> {
         let mut images: Vec<(ImageRecord, Vec<Reference>)> = Vec::new();
+        let mut wanted: Vec<(ImageRecord, Option<Reference>)> = Vec::new();
         for n in names {
+            // `save REPO` (no tag, no digest) saves every tag of the repository, as Docker does.
+            if let Some(repo) = Reference::parse(n)
+                .ok()
+                .filter(|r| r.tag().is_none() && r.digest().is_none())
+            {
+                let all: Vec<(ImageRecord, Option<Reference>)> = self
+                    .list_images()?
+                    .into_iter()
+                    .flat_map(|img| {
+                        img.tags
+                            .iter()
+                            .filter(|t| t.domain() == repo.domain() && t.path() == repo.path())
+                            .map(|t| (img.clone(), Some(t.clone())))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                if !all.is_empty() {
+                    wanted.extend(all);
+                    continue;
+                }
+            }
             let img = self.resolve(n)?;
             // Saved by name: that name goes into the archive; by ID: no name, as Docker does.
             let tag = Reference::parse(n)
                 .ok()
-                .filter(|r| img.tags.iter().any(|t| t.same_tag(r)));
-            match images
-                .iter_mut()
-                .find(|(i, _)| i.manifest_desc.digest == img.manifest_desc.digest)
-            {
-                Some((_, tags)) => tags.extend(tag),
+                .and_then(|r| img.tags.iter().find(|t| t.same_tag(&r)).cloned());
+            wanted.push((img, tag));
+        }
+        for (img, tag) in wanted {
+            match images.iter_mut().find(|(i, _)| i.id == img.id) {
+                Some((_, tags)) => {
+                    if let Some(t) = tag {
+                        if !tags.iter().any(|x| x.same_tag(&t)) {
+                            tags.push(t);
+                        }
+                    }
+                }
                 None => images.push((img, tag.into_iter().collect())),
             }
         }
@@ -738,6 +909,21 @@ fn append_dir<W: Write>(tb: &mut tar::Builder<W>, name: &str) -> Result<()> {
     let mut h = header(tar::EntryType::Directory, 0, 0o755);
     tb.append_data(&mut h, name, io::empty())
         .at(Path::new(name))
+}
+
+/// Fails reads once `cancelled()` says so (Ctrl-C during a load).
+struct CancelRead<'a, R> {
+    inner: R,
+    cancelled: &'a dyn Fn() -> bool,
+}
+
+impl<R: Read> Read for CancelRead<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if (self.cancelled)() {
+            return Err(io::Error::other("interrupted"));
+        }
+        self.inner.read(buf)
+    }
 }
 
 /// Counts what is read through it.

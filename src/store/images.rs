@@ -21,14 +21,26 @@ pub struct ImageRecord {
     pub manifest: Manifest,
     /// The config.
     pub config: ImageConfig,
-    /// Every tag pointing at this manifest, in index order (empty for a dangling image).
+    /// Every tag pointing at this image (at any manifest whose config is this ID), in index
+    /// order (empty for a dangling image).
     pub tags: Vec<Reference>,
+    /// Other manifests in the index with the same config (the same image stored twice, e.g.
+    /// loaded once with gzip and once with plain tar layers). One image ID is one image.
+    pub other_manifests: Vec<Descriptor>,
+    /// Uncompressed size of each layer (what Docker shows as SIZE); the blob size where the
+    /// store does not know it.
+    pub layer_sizes: Vec<u64>,
 }
 
 impl ImageRecord {
-    /// Sum of the layer blob sizes (what the image occupies in the store).
+    /// Sum of the uncompressed layer sizes: the same for one image ID however it was stored.
     pub fn size(&self) -> u64 {
-        self.manifest.layers.iter().map(|l| l.size).sum()
+        self.layer_sizes.iter().sum()
+    }
+
+    /// Is `digest` one of this image's manifests?
+    pub fn has_manifest(&self, digest: &Digest) -> bool {
+        self.manifest_desc.digest == *digest || self.other_manifests.iter().any(|m| m.digest == *digest)
     }
 }
 
@@ -83,49 +95,27 @@ impl Store {
     /// Record an image with these tags. With no tags, the image is kept as an untagged
     /// entry (so a build without `-t` can be found by ID) unless it is tagged already.
     pub fn add_image(&self, manifest: &Descriptor, tags: &[Reference]) -> Result<()> {
-        if !self.has_blob(&manifest.digest) {
-            return Err(StoreError::MissingBlob(manifest.digest.clone()));
-        }
-        for r in tags {
-            if r.tag_or_latest().is_none() {
-                return Err(StoreError::Unsupported(format!(
-                    "cannot tag {r}: a tag name is needed, not a digest (use name:tag)"
-                )));
+        self.add_images(&[(manifest.clone(), tags.to_vec())])
+    }
+
+    /// [`Store::add_image`] for several images in one update of `index.json`: all of the
+    /// tags land, or none.
+    pub fn add_images(&self, images: &[(Descriptor, Vec<Reference>)]) -> Result<()> {
+        for (manifest, tags) in images {
+            if !self.has_blob(&manifest.digest) {
+                return Err(StoreError::MissingBlob(manifest.digest.clone()));
             }
-        }
-        let entry = bare(manifest);
-        self.update_index(|index| {
             for r in tags {
-                let mut displaced = None;
-                index.manifests.retain(|d| match entry_reference(d) {
-                    Some(old) if old.same_tag(r) => {
-                        displaced = Some(bare(d));
-                        false
-                    }
-                    _ => true,
-                });
-                let mut e = entry.clone();
-                e.annotations
-                    .insert(ANNOTATION_REF_NAME.into(), r.familiar_tagged());
-                e.annotations
-                    .insert(ANNOTATION_IMAGE_NAME.into(), r.full_tagged());
-                index.manifests.push(e);
-                if let Some(old) = displaced.filter(|o| o.digest != entry.digest) {
-                    if !index.manifests.iter().any(|d| d.digest == old.digest) {
-                        index.manifests.push(old);
-                    }
+                if r.tag_or_latest().is_none() {
+                    return Err(StoreError::Unsupported(format!(
+                        "cannot tag {r}: a tag name is needed, not a digest (use name:tag)"
+                    )));
                 }
             }
-            let tagged = index
-                .manifests
-                .iter()
-                .any(|d| d.digest == entry.digest && entry_reference(d).is_some());
-            if tagged {
-                index
-                    .manifests
-                    .retain(|d| d.digest != entry.digest || entry_reference(d).is_some());
-            } else if !index.manifests.iter().any(|d| d.digest == entry.digest) {
-                index.manifests.push(entry.clone());
+        }
+        self.update_index(|index| {
+            for (manifest, tags) in images {
+                add_to_index(index, manifest, tags);
             }
             Ok(())
         })
@@ -150,6 +140,33 @@ impl Store {
             let mut removed = Vec::new();
             index.manifests.retain(|d| {
                 if d.digest == *manifest_digest {
+                    removed.extend(entry_reference(d));
+                    false
+                } else {
+                    true
+                }
+            });
+            Ok(removed)
+        })
+    }
+
+    /// Remove every index entry of the image `id` (every manifest whose config digest is
+    /// `id`, tagged or not); returns the tags removed. Docker: an ID is one image.
+    pub fn remove_image_id(&self, id: &Digest) -> Result<Vec<Reference>> {
+        let index = self.read_index()?;
+        let mut manifests = std::collections::HashSet::new();
+        for d in &index.manifests {
+            if manifests.contains(&d.digest) {
+                continue;
+            }
+            if self.image(d).is_ok_and(|img| img.id == *id) {
+                manifests.insert(d.digest.clone());
+            }
+        }
+        self.update_index(|index| {
+            let mut removed = Vec::new();
+            index.manifests.retain(|d| {
+                if manifests.contains(&d.digest) {
                     removed.extend(entry_reference(d));
                     false
                 } else {
@@ -188,17 +205,45 @@ impl Store {
         }
         let manifest: Manifest = self.read_json_blob(&desc.digest)?;
         let config: ImageConfig = self.read_json_blob(&manifest.config.digest)?;
+        let layer_sizes = manifest
+            .layers
+            .iter()
+            .zip(config.rootfs.diff_ids.iter().map(Some).chain(std::iter::repeat(None)))
+            .map(|(l, diff_id)| self.uncompressed_size(l, diff_id))
+            .collect();
         Ok(ImageRecord {
             id: manifest.config.digest.clone(),
             manifest_desc: desc,
             manifest,
             config,
             tags: Vec::new(),
+            other_manifests: Vec::new(),
+            layer_sizes,
         })
     }
 
-    /// Every image in the store, one record per manifest, tags gathered; index order.
+    /// Every image in the store, one record per image ID (manifests with the same config are
+    /// one image: their tags are gathered), index order.
     pub fn list_images(&self) -> Result<Vec<ImageRecord>> {
+        let mut out: Vec<ImageRecord> = Vec::new();
+        for rec in self.list_manifests()? {
+            match out.iter_mut().find(|o| o.id == rec.id) {
+                Some(o) => {
+                    for t in rec.tags {
+                        if !o.tags.iter().any(|x| x.same_tag(&t)) {
+                            o.tags.push(t);
+                        }
+                    }
+                    o.other_manifests.push(rec.manifest_desc);
+                }
+                None => out.push(rec),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every manifest in the index, one record per manifest, tags gathered; index order.
+    pub fn list_manifests(&self) -> Result<Vec<ImageRecord>> {
         let index = self.read_index()?;
         let mut order: Vec<Digest> = Vec::new();
         let mut by_digest: BTreeMap<Digest, (Descriptor, Vec<Reference>)> = BTreeMap::new();
@@ -229,7 +274,7 @@ impl Store {
         let images = self.list_images()?;
         if let Ok(r) = Reference::parse(name) {
             if let Some(d) = r.digest() {
-                if let Some(img) = images.iter().find(|i| i.manifest_desc.digest == *d) {
+                if let Some(img) = images.iter().find(|i| i.has_manifest(d)) {
                     return Ok(img.clone());
                 }
             } else if let Some(img) = images
@@ -249,7 +294,11 @@ impl Store {
             if found.is_empty() {
                 found = images
                     .iter()
-                    .filter(|i| i.manifest_desc.digest.hex().starts_with(&hex))
+                    .filter(|i| {
+                        std::iter::once(&i.manifest_desc)
+                            .chain(&i.other_manifests)
+                            .any(|m| m.digest.hex().starts_with(&hex))
+                    })
                     .collect();
             }
             found.dedup_by(|a, b| a.id == b.id);
@@ -265,6 +314,43 @@ impl Store {
             }
         }
         Err(StoreError::NoSuchImage(name.to_string()))
+    }
+}
+
+/// Put `tags` on `manifest` in `index` (see [`Store::add_image`]).
+fn add_to_index(index: &mut Index, manifest: &Descriptor, tags: &[Reference]) {
+    let entry = bare(manifest);
+    for r in tags {
+        let mut displaced = None;
+        index.manifests.retain(|d| match entry_reference(d) {
+            Some(old) if old.same_tag(r) => {
+                displaced = Some(bare(d));
+                false
+            }
+            _ => true,
+        });
+        let mut e = entry.clone();
+        e.annotations
+            .insert(ANNOTATION_REF_NAME.into(), r.familiar_tagged());
+        e.annotations
+            .insert(ANNOTATION_IMAGE_NAME.into(), r.full_tagged());
+        index.manifests.push(e);
+        if let Some(old) = displaced.filter(|o| o.digest != entry.digest) {
+            if !index.manifests.iter().any(|d| d.digest == old.digest) {
+                index.manifests.push(old);
+            }
+        }
+    }
+    let tagged = index
+        .manifests
+        .iter()
+        .any(|d| d.digest == entry.digest && entry_reference(d).is_some());
+    if tagged {
+        index
+            .manifests
+            .retain(|d| d.digest != entry.digest || entry_reference(d).is_some());
+    } else if !index.manifests.iter().any(|d| d.digest == entry.digest) {
+        index.manifests.push(entry);
     }
 }
 

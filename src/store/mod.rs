@@ -13,7 +13,9 @@
 //! <root>/cache/<key>               build cache records (JSON, one file per key)
 //! <root>/snapshots/<diffid hex>/   one layer's tree, unpacked, overlay-ready
 //! <root>/containers/               `rbuild run` state
-//! <root>/tmp/                      scratch space on the store's filesystem
+//! <root>/layers/<diffid hex>.json  a layer's uncompressed size (Docker's SIZE)
+//! <root>/tmp/                      scratch space on the store's filesystem; `load-*` staging
+//!                                  dirs hold an flock'd `.lease` file while in use
 //! <root>/index.lock                flock held while index.json is read-modified-written
 //! <root>/gc.lock                   shared by writers (leases), exclusive for prune
 //! ```
@@ -43,6 +45,7 @@ mod cache_dir;
 pub mod digest;
 mod images;
 mod layercheck;
+mod layers;
 mod prune;
 pub mod reference;
 mod snapshots;
@@ -121,6 +124,9 @@ pub enum StoreError {
     /// A cache key that is not hex.
     #[error("invalid cache key {0:?}: expected 1-128 lowercase hex digits")]
     BadCacheKey(String),
+    /// The user interrupted the operation (Ctrl-C); nothing was changed.
+    #[error("{0}: interrupted; nothing was loaded")]
+    Cancelled(String),
     /// Unpacking a layer failed.
     #[error("unpacking layer {layer}: {message}")]
     Unpack { layer: Digest, message: String },
@@ -169,6 +175,7 @@ impl Store {
             store.root.join("snapshots"),
             store.root.join("containers"),
             store.root.join("tmp"),
+            store.root.join("layers"),
         ] {
             fs::create_dir_all(&dir).at(&dir)?;
         }

@@ -14,6 +14,7 @@ use std::path::Path;
 
 use nix::fcntl::FlockArg;
 
+use super::archive::STAGING_LEASE;
 use super::images::entry_reference;
 use super::{Digest, IoContext, Result, Store, StoreError};
 
@@ -28,8 +29,22 @@ pub struct PruneReport {
     pub cache_records: usize,
     /// Untagged images dropped from the index.
     pub untagged_images: usize,
-    /// Bytes freed (blobs + snapshot trees + temp files).
+    /// Stale staging dirs removed from tmp/ (left by interrupted loads).
+    pub staging_dirs: usize,
+    /// Bytes freed (blobs + snapshot trees + temp files + staging dirs).
     pub bytes: u64,
+}
+
+/// Does a live process hold the lease file of the staging dir `dir`?
+fn staging_in_use(dir: &Path) -> bool {
+    let Ok(f) = fs::File::open(dir.join(STAGING_LEASE)) else {
+        return false;
+    };
+    match nix::fcntl::Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+        Ok(_unlocked_on_drop) => false,
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => true,
+        Err(_) => true,
+    }
 }
 
 fn tree_size(p: &Path) -> u64 {
@@ -170,8 +185,48 @@ impl Store {
         // Nobody holds a lease, so whatever is in ingest/ is left over from a crash.
         let ingest = self.ingest_dir();
         for e in fs::read_dir(&ingest).at(&ingest)?.filter_map(|e| e.ok()) {
-            report.bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
-            let _ = fs::remove_file(e.path());
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                if staging_in_use(&e.path()) {
+                    continue;
+                }
+                report.bytes += tree_size(&e.path());
+                let _ = remove_tree(&e.path());
+            } else {
+                report.bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        // Staging dirs of loads (and others that hold a lease file) nobody is using any more:
+        // a killed `rbuild load` leaves its `tmp/load-*` behind.
+        let tmp = self.tmp_dir();
+        for e in fs::read_dir(&tmp).at(&tmp)?.filter_map(|e| e.ok()) {
+            let path = e.path();
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let has_lease = path.join(STAGING_LEASE).exists();
+            // Without a lease file only a load's dir is known to be ours (from before leases
+            // existed; a live load holds the gc lease, so none runs now).
+            let legacy_load = e.file_name().to_string_lossy().starts_with("load-");
+            if (!has_lease && !legacy_load) || staging_in_use(&path) {
+                continue;
+            }
+            report.bytes += tree_size(&path);
+            remove_tree(&path)?;
+            report.staging_dirs += 1;
+        }
+        // Size records of layers nothing keeps any more.
+        let layers = self.layers_dir();
+        if let Ok(rd) = fs::read_dir(&layers) {
+            for e in rd.filter_map(|e| e.ok()) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let keep = name
+                    .strip_suffix(".json")
+                    .is_some_and(|hex| keep_snaps.contains(hex));
+                if !keep {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
         }
         Ok(report)
     }

@@ -64,7 +64,7 @@ impl Store {
             layer: layer.digest.clone(),
             message: e.to_string(),
         })?;
-        let (actual, _) = hashing
+        let (actual, size) = hashing
             .drain_and_finish()
             .at(&self.blob_path(&layer.digest))?;
         if actual != *diff_id {
@@ -74,6 +74,7 @@ impl Store {
                 actual,
             });
         }
+        let _ = self.record_layer_size(diff_id, size);
         match fs::rename(&tree, &dest) {
             Ok(()) => {}
             // Someone else finished first: theirs is as good as ours.
