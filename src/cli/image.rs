@@ -119,6 +119,17 @@ pub fn human_ago(created: Option<&str>) -> String {
     format!("{s} ago")
 }
 
+/// Docker's `history -H=false` time: RFC 3339 in UTC with whole seconds.
+fn rfc3339_secs(created: Option<&str>) -> String {
+    match created.map(|c| (c, chrono::DateTime::parse_from_rfc3339(c))) {
+        Some((_, Ok(t))) => t
+            .with_timezone(&chrono::Utc)
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        Some((c, Err(_))) => c.to_string(),
+        None => String::new(),
+    }
+}
+
 fn short_id(img: &ImageRecord, no_trunc: bool) -> String {
     if no_trunc {
         img.id.to_string()
@@ -129,7 +140,7 @@ fn short_id(img: &ImageRecord, no_trunc: bool) -> String {
 
 #[derive(Debug, clap::Args)]
 pub struct ImagesArgs {
-    /// Only images of this repository (and tag)
+    /// Only images of this repository (and tag); shell patterns as in Docker (`app:*`, `team/*`)
     #[arg(value_name = "REPOSITORY[:TAG]")]
     reference: Option<String>,
     /// Only show image IDs
@@ -144,15 +155,125 @@ pub struct ImagesArgs {
     /// Accepted for Docker compatibility (there are no intermediate images)
     #[arg(short, long)]
     all: bool,
+    /// Filter: dangling=true|false, reference=PATTERN
+    #[arg(short, long, value_name = "FILTER")]
+    filter: Vec<String>,
+}
+
+/// Go's `path.Match`: `*` (no `/`), `?`, `[...]` classes (`^` negates), `\` escapes.
+pub fn path_match(pattern: &str, name: &str) -> bool {
+    fn class(p: &[char], c: char) -> Option<(bool, usize)> {
+        // p starts after '['; returns (matched, chars consumed including ']').
+        let mut i = 0;
+        let negate = p.first() == Some(&'^');
+        if negate {
+            i += 1;
+        }
+        let mut matched = false;
+        let mut first = true;
+        loop {
+            let mut lo = *p.get(i)?;
+            if lo == ']' && !first {
+                return Some((matched != negate, i + 1));
+            }
+            first = false;
+            if lo == '\\' {
+                i += 1;
+                lo = *p.get(i)?;
+            }
+            i += 1;
+            let mut hi = lo;
+            if p.get(i) == Some(&'-') && p.get(i + 1).is_some_and(|&c| c != ']') {
+                hi = *p.get(i + 1)?;
+                if hi == '\\' {
+                    hi = *p.get(i + 2)?;
+                    i += 1;
+                }
+                i += 2;
+            }
+            if lo <= c && c <= hi {
+                matched = true;
+            }
+        }
+    }
+    fn go(p: &[char], n: &[char]) -> bool {
+        match p.first() {
+            None => n.is_empty(),
+            Some('*') => {
+                let rest = &p[1..];
+                for k in 0..=n.len() {
+                    if go(rest, &n[k..]) {
+                        return true;
+                    }
+                    if k < n.len() && n[k] == '/' {
+                        break;
+                    }
+                }
+                false
+            }
+            Some('?') => n.first().is_some_and(|&c| c != '/') && go(&p[1..], &n[1..]),
+            Some('[') => match n.first() {
+                Some(&c) if c != '/' => match class(&p[1..], c) {
+                    Some((true, used)) => go(&p[1 + used..], &n[1..]),
+                    _ => false,
+                },
+                _ => false,
+            },
+            Some('\\') if p.len() > 1 => n.first() == Some(&p[1]) && go(&p[2..], &n[1..]),
+            Some(&c) => n.first() == Some(&c) && go(&p[1..], &n[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    go(&p, &n)
+}
+
+/// Docker's reference filter: a pattern matches a tag when it matches its familiar name or
+/// familiar `name:tag` (as `path.Match`); a pattern without wildcards is a plain reference.
+fn tag_matches(pattern: &str, t: &Reference) -> bool {
+    if pattern.contains(['*', '?', '[']) {
+        return path_match(pattern, &t.familiar_name())
+            || path_match(pattern, &t.familiar_tagged());
+    }
+    let Ok(f) = Reference::parse(pattern) else {
+        return false;
+    };
+    let explicit_tag = pattern
+        .rsplit('/')
+        .next()
+        .is_some_and(|l| l.split('@').next().unwrap_or(l).contains(':'));
+    f.domain() == t.domain() && f.path() == t.path() && (!explicit_tag || f.tag() == t.tag())
 }
 
 pub fn images(g: &Globals, a: ImagesArgs) -> anyhow::Result<u8> {
     let store = open_store(g)?;
-    let filter = a.reference.as_deref().map(Reference::parse).transpose()?;
-    let explicit_tag = a
-        .reference
-        .as_deref()
-        .is_some_and(|r| r.rsplit('/').next().is_some_and(|l| l.contains(':')));
+    let mut patterns: Vec<String> = a.reference.iter().cloned().collect();
+    let mut dangling: Option<bool> = None;
+    for f in &a.filter {
+        match f.split_once('=') {
+            Some(("dangling", v)) => {
+                dangling = Some(match v.to_ascii_lowercase().as_str() {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => bail!("invalid filter {f:?}: dangling takes true or false"),
+                })
+            }
+            Some(("reference", v)) => patterns.push(v.to_string()),
+            _ => bail!(
+                "invalid filter {f:?}; supported: dangling=true|false, reference=PATTERN"
+            ),
+        }
+    }
+    // A plain reference that does not parse is an error; a pattern is taken as is.
+    let mut digest_filter = None;
+    for p in &patterns {
+        if !p.contains(['*', '?', '[']) {
+            let r = Reference::parse(p)?;
+            if let Some(d) = r.digest() {
+                digest_filter = Some(d.clone());
+            }
+        }
+    }
     let mut imgs = store.list_images()?;
     imgs.sort_by(|x, y| y.config.created.cmp(&x.config.created));
     let mut rows = Vec::new();
@@ -164,19 +285,20 @@ pub fn images(g: &Globals, a: ImagesArgs) -> anyhow::Result<u8> {
     rows.push(header.into_iter().map(String::from).collect::<Vec<_>>());
     let mut ids: Vec<String> = Vec::new();
     for img in &imgs {
+        if dangling.is_some_and(|d| d != img.tags.is_empty()) {
+            continue;
+        }
+        if digest_filter.as_ref().is_some_and(|d| !img.has_manifest(d)) {
+            continue;
+        }
         let mut names: Vec<(String, String)> = Vec::new();
         for t in &img.tags {
-            if let Some(f) = &filter {
-                if f.domain() != t.domain() || f.path() != t.path() {
-                    continue;
-                }
-                if explicit_tag && f.tag() != t.tag() {
-                    continue;
-                }
+            if !patterns.iter().all(|p| tag_matches(p, t)) {
+                continue;
             }
             names.push((t.familiar_name(), t.tag().unwrap_or("latest").to_string()));
         }
-        if img.tags.is_empty() && filter.is_none() {
+        if img.tags.is_empty() && patterns.is_empty() {
             names.push(("<none>".into(), "<none>".into()));
         }
         for (repo, tag) in names {
@@ -319,14 +441,22 @@ fn pretty<T: serde::Serialize>(v: &T) -> anyhow::Result<String> {
 
 pub fn inspect(g: &Globals, a: InspectArgs) -> anyhow::Result<u8> {
     let store = open_store(g)?;
-    let imgs = a
-        .images
-        .iter()
-        .map(|n| store.resolve(n))
-        .collect::<Result<Vec<_>, _>>()?;
+    // Like Docker: the JSON of the images found, then an error for each one that is not.
+    let mut imgs = Vec::new();
+    let mut errors = Vec::new();
+    for n in &a.images {
+        match store.resolve(n) {
+            Ok(img) => imgs.push(img),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
     let docs: Vec<InspectImage> = imgs.iter().map(inspect_doc).collect();
     out!("{}", pretty(&docs)?);
-    Ok(0)
+    if errors.is_empty() {
+        Ok(0)
+    } else {
+        bail!("{}", errors.join("; "))
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -368,7 +498,7 @@ pub fn history(g: &Globals, a: HistoryArgs) -> anyhow::Result<u8> {
         let created = if a.human {
             human_ago(h.created.as_deref())
         } else {
-            h.created.clone().unwrap_or_default()
+            rfc3339_secs(h.created.as_deref())
         };
         let size = if a.human {
             human_size(size)
@@ -448,7 +578,15 @@ pub fn rmi(g: &Globals, a: RmiArgs) -> anyhow::Result<u8> {
                     out!("{l}");
                 }
             }
-            Err(e) => failed.push(format!("{name}: {}", super::render_error(&e))),
+            Err(e) => {
+                let msg = super::render_error(&e);
+                // Say the name once: most errors name it already.
+                if msg.contains(name.as_str()) {
+                    failed.push(msg)
+                } else {
+                    failed.push(format!("{name}: {msg}"))
+                }
+            }
         }
     }
     if failed.is_empty() {
@@ -461,8 +599,16 @@ pub fn rmi(g: &Globals, a: RmiArgs) -> anyhow::Result<u8> {
 fn rmi_one(store: &Store, name: &str, force: bool) -> anyhow::Result<Vec<String>> {
     if let Ok(r) = Reference::parse(name) {
         if r.digest().is_none() {
-            if let Ok(_desc) = store.untag(&r) {
-                return Ok(vec![format!("Untagged: {}", r.familiar_tagged())]);
+            if let Ok(desc) = store.untag(&r) {
+                let mut lines = vec![format!("Untagged: {}", r.familiar_tagged())];
+                // The image's last name gone: the image is gone, as Docker says.
+                if let Ok(img) = store.image(&desc) {
+                    let still = store.list_images()?.iter().any(|i| i.id == img.id);
+                    if !still {
+                        lines.push(format!("Deleted: {}", img.id));
+                    }
+                }
+                return Ok(lines);
             }
         }
     }
@@ -476,7 +622,8 @@ fn rmi_one(store: &Store, name: &str, force: bool) -> anyhow::Result<Vec<String>
             repos.len()
         );
     }
-    let removed = store.remove_image(&img.manifest_desc.digest)?;
+    // One ID is one image: every manifest with this config goes.
+    let removed = store.remove_image_id(&img.id)?;
     let mut lines: Vec<String> = removed
         .iter()
         .map(|t| format!("Untagged: {}", t.familiar_tagged()))
@@ -497,14 +644,23 @@ pub struct LoadArgs {
 
 pub fn load(g: &Globals, a: LoadArgs) -> anyhow::Result<u8> {
     let store = open_store(g)?;
+    // Ctrl-C / SIGTERM: stop staging, remove the staging dir, add no tag.
+    let cancel = crate::build::Cancel::new();
+    cancel
+        .on_signals()
+        .context("installing the signal handler for load")?;
+    let stop = || cancel.is_cancelled();
     let report = match &a.input {
-        Some(p) => store.load_archive(p)?,
+        Some(p) => {
+            let f = std::fs::File::open(p).with_context(|| format!("{}", p.display()))?;
+            store.load_from_cancellable(f, &p.display().to_string(), &stop)?
+        }
         None => {
             let stdin = std::io::stdin();
             if stdin.is_terminal() {
                 bail!("requested load from stdin, but stdin is a terminal; use -i FILE or pipe an archive in");
             }
-            store.load_from(stdin.lock(), "stdin")?
+            store.load_from_cancellable(stdin.lock(), "stdin", &stop)?
         }
     };
     for w in &report.warnings {
@@ -544,6 +700,13 @@ pub fn save(g: &Globals, a: SaveArgs) -> anyhow::Result<u8> {
         ArchiveFormat::Docker
     };
     match &a.output {
+        Some(p) if p.is_dir() || p.as_os_str().to_string_lossy().ends_with('/') => {
+            bail!(
+                "-o must name a file, not a directory ({}); e.g. -o {}",
+                p.display(),
+                p.join("image.tar").display()
+            )
+        }
         Some(p) => store.save_to_path(&a.images, format, p)?,
         None => {
             let stdout = std::io::stdout();
@@ -560,8 +723,8 @@ pub fn save(g: &Globals, a: SaveArgs) -> anyhow::Result<u8> {
 
 #[derive(Debug, clap::Args)]
 pub struct ImportArgs {
-    /// Root file system tar (plain or gzip)
-    #[arg(value_name = "FILE")]
+    /// Root file system tar (plain or gzip); `-` reads stdin
+    #[arg(value_name = "FILE|-")]
     file: PathBuf,
     /// Name for the image
     #[arg(value_name = "REPOSITORY[:TAG]")]
@@ -577,7 +740,15 @@ pub fn import(g: &Globals, a: ImportArgs) -> anyhow::Result<u8> {
     if r.as_ref().is_some_and(|r| r.digest().is_some()) {
         bail!("cannot import as a digest reference; use name:tag");
     }
-    let img = store.import_rootfs(&a.file, r.as_ref(), a.message.as_deref())?;
+    let img = if a.file.as_os_str() == "-" {
+        let stdin = std::io::stdin();
+        if stdin.is_terminal() {
+            bail!("requested import from stdin, but stdin is a terminal; pipe a tar in or give a file");
+        }
+        store.import_from(stdin.lock(), "stdin", "-", r.as_ref(), a.message.as_deref())?
+    } else {
+        store.import_rootfs(&a.file, r.as_ref(), a.message.as_deref())?
+    };
     out!("{}", img.id);
     Ok(0)
 }
@@ -609,6 +780,9 @@ pub fn prune(g: &Globals, a: PruneArgs) -> anyhow::Result<u8> {
     if r.cache_records > 0 {
         out!("dropped build cache records: {}", r.cache_records);
     }
+    if r.staging_dirs > 0 {
+        out!("removed stale staging dirs: {}", r.staging_dirs);
+    }
     out!("Total reclaimed space: {}", human_size(r.bytes));
     Ok(0)
 }
@@ -626,6 +800,18 @@ mod tests {
         assert_eq!(human_size(4_260_000), "4.26MB");
         assert_eq!(human_size(12_345_678), "12.3MB");
         assert_eq!(human_size(123_456_789), "123MB");
+    }
+
+    #[test]
+    fn path_match_like_go() {
+        assert!(path_match("app:*", "app:1"));
+        assert!(!path_match("app:*", "app"));
+        assert!(path_match("team/*", "team/web"));
+        assert!(!path_match("team/*", "team/a/b"));
+        assert!(path_match("a?c", "abc"));
+        assert!(path_match("[a-c]x", "bx"));
+        assert!(!path_match("[^a-c]x", "bx"));
+        assert!(path_match("\\*", "*"));
     }
 
     #[test]
