@@ -254,7 +254,9 @@ fn big_archive(path: &Path, mb: u64) {
         scd.hex(),
         bcd.hex()
     );
-    let mut b = tar::Builder::new(std::io::BufWriter::new(std::fs::File::create(path).unwrap()));
+    let mut b = tar::Builder::new(std::io::BufWriter::new(
+        std::fs::File::create(path).unwrap(),
+    ));
     let mut add = |name: &str, size: u64, data: &mut dyn Read| {
         let mut h = tar::Header::new_gnu();
         h.set_size(size);
@@ -263,9 +265,21 @@ fn big_archive(path: &Path, mb: u64) {
         b.append_data(&mut h, name, data).unwrap();
     };
     add("s/layer.tar", small.len() as u64, &mut &small[..]);
-    add(&format!("{}.json", scd.hex()), sconfig.len() as u64, &mut sconfig.as_bytes());
-    add(&format!("{}.json", bcd.hex()), bconfig.len() as u64, &mut bconfig.as_bytes());
-    add("manifest.json", manifest.len() as u64, &mut manifest.as_bytes());
+    add(
+        &format!("{}.json", scd.hex()),
+        sconfig.len() as u64,
+        &mut sconfig.as_bytes(),
+    );
+    add(
+        &format!("{}.json", bcd.hex()),
+        bconfig.len() as u64,
+        &mut bconfig.as_bytes(),
+    );
+    add(
+        "manifest.json",
+        manifest.len() as u64,
+        &mut manifest.as_bytes(),
+    );
     add(
         "b/layer.tar",
         big_len,
@@ -276,7 +290,11 @@ fn big_archive(path: &Path, mb: u64) {
 }
 
 fn dir_bytes(p: &Path) -> u64 {
-    walk(p).iter().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum()
+    walk(p)
+        .iter()
+        .filter_map(|f| f.metadata().ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 fn walk(p: &Path) -> Vec<PathBuf> {
@@ -342,10 +360,16 @@ fn ctrl_c_during_load_adds_no_tag_and_leaves_no_staging_dir() {
     let left: Vec<_> = std::fs::read_dir(r.join("tmp")).unwrap().collect();
     assert!(left.is_empty(), "tmp/ not cleaned up: {left:?}");
     let images = rbuild_ok(r, &["images"]);
-    assert!(!images.contains("small") && !images.contains("big"), "{images}");
+    assert!(
+        !images.contains("small") && !images.contains("big"),
+        "{images}"
+    );
     rbuild_ok(r, &["prune"]);
     assert_eq!(store_state(r), before);
-    assert_eq!(inspect(r, "busybox:local")[0]["RepoTags"][0], "busybox:local");
+    assert_eq!(
+        inspect(r, "busybox:local")[0]["RepoTags"][0],
+        "busybox:local"
+    );
 }
 
 #[test]
@@ -478,7 +502,10 @@ fn save_to_directory_says_o_must_name_a_file() {
     let o = rbuild(r, &["save", "-o", "/tmp/", "busybox:local"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
-    assert!(err.contains("-o must name a file, not a directory"), "{err}");
+    assert!(
+        err.contains("-o must name a file, not a directory"),
+        "{err}"
+    );
     assert!(!err.contains("Not a directory"), "{err}");
 }
 
@@ -487,7 +514,11 @@ fn errors_name_the_image_once() {
     let root = fresh_root();
     let r = root.path();
     load_busybox(r);
-    for args in [&["rmi", "qa-x:1"][..], &["inspect", "qa-x:1"], &["history", "qa-x:1"]] {
+    for args in [
+        &["rmi", "qa-x:1"][..],
+        &["inspect", "qa-x:1"],
+        &["history", "qa-x:1"],
+    ] {
         let o = rbuild(r, args);
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success());

@@ -259,9 +259,7 @@ pub fn images(g: &Globals, a: ImagesArgs) -> anyhow::Result<u8> {
                 })
             }
             Some(("reference", v)) => patterns.push(v.to_string()),
-            _ => bail!(
-                "invalid filter {f:?}; supported: dangling=true|false, reference=PATTERN"
-            ),
+            _ => bail!("invalid filter {f:?}; supported: dangling=true|false, reference=PATTERN"),
         }
     }
     // A plain reference that does not parse is an error; a pattern is taken as is.
@@ -477,13 +475,14 @@ pub struct HistoryArgs {
 pub fn history(g: &Globals, a: HistoryArgs) -> anyhow::Result<u8> {
     let store = open_store(g)?;
     let img = store.resolve(&a.image)?;
-    let mut layers = img.manifest.layers.iter();
+    // Uncompressed layer sizes, as Docker shows them.
+    let mut layers = img.layer_sizes.iter();
     let mut rows: Vec<Vec<String>> = Vec::new();
     for h in &img.config.history {
         let size = if h.empty_layer {
             0
         } else {
-            layers.next().map(|l| l.size).unwrap_or(0)
+            layers.next().copied().unwrap_or(0)
         };
         let created_by = h
             .created_by

@@ -40,7 +40,8 @@ impl ImageRecord {
 
     /// Is `digest` one of this image's manifests?
     pub fn has_manifest(&self, digest: &Digest) -> bool {
-        self.manifest_desc.digest == *digest || self.other_manifests.iter().any(|m| m.digest == *digest)
+        self.manifest_desc.digest == *digest
+            || self.other_manifests.iter().any(|m| m.digest == *digest)
     }
 }
 
@@ -208,7 +209,14 @@ impl Store {
         let layer_sizes = manifest
             .layers
             .iter()
-            .zip(config.rootfs.diff_ids.iter().map(Some).chain(std::iter::repeat(None)))
+            .zip(
+                config
+                    .rootfs
+                    .diff_ids
+                    .iter()
+                    .map(Some)
+                    .chain(std::iter::repeat(None)),
+            )
             .map(|(l, diff_id)| self.uncompressed_size(l, diff_id))
             .collect();
         Ok(ImageRecord {
