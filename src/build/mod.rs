@@ -36,10 +36,13 @@
 
 mod cancel;
 mod copy;
+mod explain;
 mod image;
 mod rootfs;
 mod run;
 mod stage;
+
+pub mod report;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -107,6 +110,8 @@ pub struct BuildOptions {
     pub init_exe: PathBuf,
     /// `SOURCE_DATE_EPOCH`: clamps layer times and fixes `created`.
     pub source_date_epoch: Option<i64>,
+    /// `--explain`: say why each step that missed the cache did.
+    pub explain: bool,
 }
 
 impl BuildOptions {
@@ -123,6 +128,7 @@ impl BuildOptions {
             output: None,
             init_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
             source_date_epoch: std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.trim().parse().ok()),
+            explain: false,
         }
     }
 }
@@ -225,6 +231,7 @@ pub(crate) struct Ctx<'a> {
     results: Mutex<HashMap<usize, Result<Arc<stage::StageState>, ()>>>,
     done: Condvar,
     errors: Mutex<Vec<BuildError>>,
+    pub(crate) explain: explain::Explainer,
 }
 
 impl Ctx<'_> {
@@ -368,6 +375,7 @@ pub fn build(
         results: Mutex::new(HashMap::new()),
         done: Condvar::new(),
         errors: Mutex::new(Vec::new()),
+        explain: explain::Explainer::new(store.root(), &opts.context, &dockerfile_path, opts.explain),
     };
 
     // Scan the context up front when a needed stage copies from it, so its progress line

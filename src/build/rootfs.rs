@@ -100,9 +100,9 @@ pub fn with_overlay<T: Send>(
     })
 }
 
-/// Write `dir` as a gzipped layer blob; returns the layer. An overlay upper dir is moved
-/// into the store as the layer's snapshot afterwards.
-pub fn write_layer_blob(store: &Store, dir: &Path, source: DiffSource, mtime: MtimePolicy) -> Result<Layer, BuildError> {
+/// Write `dir` as a gzipped layer blob; returns the layer and the size of its uncompressed
+/// tar. An overlay upper dir is moved into the store as the layer's snapshot afterwards.
+pub fn write_layer_blob(store: &Store, dir: &Path, source: DiffSource, mtime: MtimePolicy) -> Result<(Layer, u64), BuildError> {
     let mut w = store.blob_writer()?.media_type(media::OCI_LAYER_GZIP);
     let opts = WriteOptions { mtime, compression: LayerCompression::Gzip(DEFAULT_GZIP_LEVEL) };
     let stats = snapshot::write_layer_with(dir, source, &mut w, &opts)
@@ -116,7 +116,7 @@ pub fn write_layer_blob(store: &Store, dir: &Path, source: DiffSource, mtime: Mt
         // snapshot is unpacked from the blob when needed.
         let _ = store.adopt_snapshot(dir, &diff_id);
     }
-    Ok(Layer { desc, diff_id })
+    Ok((Layer { desc, diff_id }, stats.uncompressed_size))
 }
 
 /// Resolve the absolute container path `path` inside `root` the way the kernel would inside

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 
 use super::Globals;
+use std::time::Instant;
+
+use crate::build::report::BuildReport;
 use crate::build::{self, BuildOptions, Cancel, Network, Output, OutputFormat};
 use crate::progress::{ProgressMode, Renderer};
 use crate::store::Store;
@@ -42,6 +45,21 @@ pub struct BuildArgs {
     /// Also write the image as an archive: type=oci|docker,dest=FILE
     #[arg(short = 'o', long, value_name = "type=oci|docker,dest=FILE")]
     pub output: Option<String>,
+    /// Say why each step that missed the cache did (also RBUILD_EXPLAIN=1)
+    #[arg(long, env = "RBUILD_EXPLAIN", value_parser = clap::builder::BoolishValueParser::new())]
+    pub explain: bool,
+    /// Write an HTML report of where the build spent its time (default: rbuild-timings.html)
+    #[arg(
+        long,
+        value_name = "FILE",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "rbuild-timings.html"
+    )]
+    pub timings: Option<PathBuf>,
+    /// Write the image digests and per-step timings and sizes as JSON
+    #[arg(long, value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
 }
 
 fn parse_output(s: &str) -> anyhow::Result<Output> {
@@ -91,16 +109,28 @@ pub fn run(g: &Globals, a: BuildArgs) -> anyhow::Result<u8> {
     }
     opts.build_args = build_args;
     opts.output = a.output.as_deref().map(parse_output).transpose()?;
+    opts.explain = a.explain;
 
     let root = g.root_dir();
     let store = Store::open(&root).with_context(|| format!("opening the store at {}", root.display()))?;
     let mode = if a.quiet { ProgressMode::Quiet } else { a.progress };
     let (sink, renderer) = Renderer::start(mode);
+    let (sink, log) = sink.recording();
+    let start = Instant::now();
     let result = build::build(&store, &opts, &sink, &cancel);
     drop(sink);
     renderer.finish();
     match result {
         Ok(r) => {
+            if a.timings.is_some() || a.metadata_file.is_some() {
+                let report = BuildReport::from_events(start, &log.events(), &r);
+                if let Some(p) = &a.timings {
+                    report.write_html(p)?;
+                }
+                if let Some(p) = &a.metadata_file {
+                    report.write_json(p)?;
+                }
+            }
             if a.quiet {
                 #[allow(clippy::print_stdout)]
                 {
