@@ -162,6 +162,10 @@ struct Note {
     selection: Option<Selection>,
     bytes_hashed: u64,
     missed: bool,
+    /// For a hit whose key differs from the last build of the step (`--explain` only): the
+    /// first step up its parent chain whose own inputs changed, and how, so a step that runs
+    /// because of it can name the root cause.
+    cause: Option<(u32, Vec<String>)>,
 }
 
 #[derive(Default)]
@@ -221,6 +225,7 @@ impl Explainer {
                     selection: None,
                     bytes_hashed: 0,
                     missed: false,
+                    cause: None,
                 },
             );
         }
@@ -244,6 +249,7 @@ impl Explainer {
                 selection: None,
                 bytes_hashed: 0,
                 missed: false,
+                cause: None,
             },
         );
     }
@@ -275,7 +281,12 @@ impl Explainer {
             if ctx.opts.no_cache {
                 vec!["--no-cache was given".to_string()]
             } else {
-                self.reasons(st, n)
+                let (mut own, parent) = self.reasons(st, n);
+                own.extend(parent);
+                if own.is_empty() {
+                    own.push("its inputs changed".into());
+                }
+                own
             }
         };
         ctx.progress.send(BuildEvent::StepExplain { id, reasons });
@@ -283,8 +294,25 @@ impl Explainer {
 
     /// The step finished (ran or hit): record its trace for the next build and send its facts.
     pub(crate) fn finish(&self, ctx: &Ctx<'_>, id: u32) {
-        let (stored, ident, facts) = {
-            let st = self.lock();
+        let (stored, path, facts) = {
+            let mut st = self.lock();
+            let Some(n) = st.notes.get(&id) else { return };
+            let Some(key) = &n.key else { return };
+            let path = self.dir.join(format!("{}.json", n.ident));
+            let unchanged = stored_key_is(&path, &key.digest);
+            if unchanged {
+                // Nothing to record; the facts still go out.
+            } else if !n.missed && self.enabled {
+                let (own, _) = self.reasons(&st, n);
+                let cause = if own.is_empty() {
+                    parent_of(&st, key).and_then(|(pid, _)| st.notes.get(&pid)).and_then(|p| p.cause.clone())
+                } else {
+                    Some((id, own))
+                };
+                if let Some(n) = st.notes.get_mut(&id) {
+                    n.cause = cause;
+                }
+            }
             let Some(n) = st.notes.get(&id) else { return };
             let Some(key) = &n.key else { return };
             let parent = parent_of(&st, key);
@@ -311,13 +339,10 @@ impl Explainer {
                         rec.extra.get(super::report::UNCOMPRESSED_SIZE).and_then(|v| v.as_u64());
                 }
             }
-            (stored, n.ident.clone(), facts)
+            (if unchanged { None } else { Some(stored) }, path, facts)
         };
         ctx.progress.send(BuildEvent::StepFacts { id, facts });
-        let path = self.dir.join(format!("{ident}.json"));
-        if stored_key_is(&path, &stored.key) {
-            return;
-        }
+        let Some(stored) = stored else { return };
         let mut stored = stored;
         // Only now (a changed key) are the per-file facts worth computing.
         stored.files = self.lock().notes.get(&id).and_then(|n| n.selection.as_ref()).map(Selection::facts);
@@ -333,25 +358,28 @@ impl Explainer {
         }
     }
 
-    fn reasons(&self, st: &State, n: &Note) -> Vec<String> {
-        let Some(key) = &n.key else { return vec!["its key was not computed".into()] };
+    /// Why `n`'s key differs from the last build of the step: its own changed inputs, and
+    /// (separately, it goes last) what about its parent changed.
+    fn reasons(&self, st: &State, n: &Note) -> (Vec<String>, Option<String>) {
+        let Some(key) = &n.key else { return (vec!["its key was not computed".into()], None) };
         let path = self.dir.join(format!("{}.json", n.ident));
         let old: StoredTrace = match std::fs::read(&path) {
-            Err(_) => return vec!["no earlier build of this step in this store".into()],
+            Err(_) => return (vec!["no earlier build of this step in this store".into()], None),
             Ok(b) => match serde_json::from_slice::<StoredTrace>(&b) {
                 Ok(t) if t.version == TRACE_VERSION => t,
                 _ => {
-                    return vec!["no readable record of an earlier build of this step (made by another rbuild version?)".into()]
+                    let why = "no readable record of an earlier build of this step (made by another rbuild version?)";
+                    return (vec![why.into()], None);
                 }
             },
         };
         if old.key == key.digest {
-            return vec!["same inputs as the last build, but its cache record is gone (pruned?)".into()];
+            return (vec!["same inputs as the last build, but its cache record is gone (pruned?)".into()], None);
         }
         let mut out = Vec::new();
         if old.trace.kind != key.trace.kind {
             out.push(format!("the kind of step changed ({} → {})", old.trace.kind, key.trace.kind));
-            return out;
+            return (out, None);
         }
         let mut parent = None;
         for name in key.trace.changed_fields(&old.trace) {
@@ -377,11 +405,7 @@ impl Explainer {
                 other => out.push(format!("{other} changed: {} → {}", show(old_v), show(new_v))),
             }
         }
-        out.extend(parent);
-        if out.is_empty() {
-            out.push("its inputs changed".into());
-        }
-        out
+        (out, parent)
     }
 }
 
@@ -431,9 +455,20 @@ fn parent_reason(st: &State, key: &CacheKey, old: &ParentFacts) -> String {
         ),
         (_, Some(nb)) => format!("the parent is now the base image {} (was {})", nb.image, old.name),
         (_, None) => {
-            let missed = st.notes.get(&id).is_some_and(|n| n.missed);
-            if missed {
+            let n = st.notes.get(&id);
+            if n.is_some_and(|n| n.missed) {
                 format!("parent step #{id} {} was rebuilt", new.name)
+            } else if let Some((cid, why)) = n.and_then(|n| n.cause.as_ref()) {
+                let cause = st.notes.get(cid).map(|c| c.name.as_str()).unwrap_or("");
+                if *cid == id {
+                    format!("parent step #{id} {} changed ({}); it was found in the cache", new.name, why.join("; "))
+                } else {
+                    format!(
+                        "parent step #{id} {} came from the cache but an earlier step changed: #{cid} {cause} ({})",
+                        new.name,
+                        why.join("; ")
+                    )
+                }
             } else {
                 format!("parent step #{id} {} differs from the last build of this step (it came from the cache)", new.name)
             }

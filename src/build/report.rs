@@ -277,7 +277,7 @@ impl BuildReport {
             let opt = |v: Option<u64>| v.map(fmt_bytes).unwrap_or_else(|| "–".into());
             let _ = writeln!(
                 h,
-                "<tr><td class=\"num\">{}</td><td>{}</td><td class=\"name\">{}</td><td><span class=\"tag {class}\">{label}</span></td>\
+                "<tr><td class=\"num\">{}</td><td class=\"stage\">{}</td><td class=\"name\">{}</td><td><span class=\"tag {class}\">{label}</span></td>\
                  <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
                 s.id,
                 esc(s.stage.as_deref().unwrap_or("")),
@@ -327,6 +327,8 @@ impl BuildReport {
                 None => groups.push((g, vec![s])),
             }
         }
+        // Stages in the order the build started them (their first step id).
+        groups.sort_by_key(|(g, v)| (g != "internal", v.iter().map(|s| s.id).min()));
         let rows: usize = groups.iter().map(|(_, v)| v.len()).sum();
         let height = TOP + groups.len() as f64 * GROUP_H + rows as f64 * ROW_H + 10.0;
         let x_of = |t: u64| LABEL_W + (t as f64 / total_ms as f64) * BARS_W;
@@ -349,6 +351,7 @@ impl BuildReport {
             t += tick;
         }
         let mut y = TOP;
+        let mut row = 0usize;
         for (g, steps) in &groups {
             let _ = writeln!(
                 h,
@@ -361,15 +364,21 @@ impl BuildReport {
                 let (class, label) = status(s);
                 let x = x_of(s.start_ms);
                 let w = (x_of(s.start_ms + s.duration_ms) - x).max(2.0);
-                let name = truncate(&format!("#{} {}", s.id, s.name), 52);
+                let name = truncate(&s.name, 46);
                 let tip = format!("#{} {} — {} at {} ({})", s.id, s.name, label, fmt_ms(s.start_ms), fmt_ms(s.duration_ms));
                 let _ = writeln!(
                     h,
-                    "<g><title>{}</title><text class=\"label\" x=\"{:.1}\" y=\"{:.1}\">{}</text>\
+                    "<g><title>{}</title>{}<text class=\"sid\" x=\"34\" y=\"{:.1}\">#{}</text><text class=\"label\" x=\"42\" y=\"{:.1}\">{}</text>\
                      <rect class=\"bar {class}\" x=\"{x:.1}\" y=\"{:.1}\" width=\"{w:.1}\" height=\"{:.1}\" rx=\"2\"/>\
                      <text class=\"dur\" x=\"{:.1}\" y=\"{:.1}\">{}</text></g>",
                     esc(&tip),
-                    LABEL_W - 8.0,
+                    if row % 2 == 1 {
+                        format!("<rect class=\"stripe\" x=\"0\" y=\"{y:.1}\" width=\"{width:.0}\" height=\"{ROW_H:.0}\"/>")
+                    } else {
+                        String::new()
+                    },
+                    y + 15.0,
+                    s.id,
                     y + 15.0,
                     esc(&name),
                     y + 4.0,
@@ -379,6 +388,7 @@ impl BuildReport {
                     esc(&if class == "cached" { format!("CACHED {}", fmt_ms(s.duration_ms)) } else { fmt_ms(s.duration_ms) }),
                 );
                 y += ROW_H;
+                row += 1;
             }
         }
         h.push_str("</svg>\n");
@@ -496,15 +506,18 @@ table.summary td { padding: 2px 0; }
 svg.timeline { display: block; max-width: 100%; height: auto; font: 12px system-ui, "DejaVu Sans", sans-serif; }
 svg .grid { stroke: #e8ebef; stroke-width: 1; }
 svg .tick { fill: var(--dim); text-anchor: middle; font-size: 11px; }
-svg .group { fill: #f4f6f8; }
+svg .group { fill: rgba(30, 50, 80, 0.06); }
 svg .gname { fill: var(--fg); font-weight: 600; }
-svg .label { fill: var(--fg); text-anchor: end; font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 11.5px; }
+svg .label { fill: var(--fg); font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 11.5px; }
+svg .sid { fill: var(--dim); text-anchor: end; font-size: 11px; font-variant-numeric: tabular-nums; }
+svg .stripe { fill: rgba(30, 50, 80, 0.03); }
 svg .dur { fill: var(--dim); font-size: 11px; }
 table.steps { border-collapse: collapse; width: 100%; font-size: 13px; }
 table.steps th, table.steps td { padding: 4px 8px; border-bottom: 1px solid #eceff2; vertical-align: top; }
 table.steps th { text-align: left; background: #f7f8fa; font-weight: 600; white-space: nowrap; }
 table.steps tbody tr:hover { background: #fafbfc; }
 .num { text-align: right !important; white-space: nowrap; font-variant-numeric: tabular-nums; }
+td.stage { white-space: nowrap; }
 td.name { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12px; word-break: break-word; }
 .tag { display: inline-block; padding: 0 6px; border-radius: 3px; font-size: 11px; font-weight: 600; color: #fff; }
 .tag.ran { background: var(--ran); } .tag.cached { background: var(--cached); } .tag.internal { background: var(--internal); } .tag.failed { background: var(--failed); }
