@@ -48,8 +48,19 @@ fn first_build_says_no_earlier_build_and_a_noop_rebuild_says_nothing() {
     let root = store_with_busybox();
     let ctx = project();
     let r = explain(root.path(), ctx.path(), &[]);
-    for name in ["WORKDIR /app", "COPY requirements.txt", "RUN echo \"install", "COPY . .", "RUN echo done"] {
-        assert_eq!(reasons(&r, name), ["no earlier build of this step in this store"], "{}", r.stderr);
+    for name in [
+        "WORKDIR /app",
+        "COPY requirements.txt",
+        "RUN echo \"install",
+        "COPY . .",
+        "RUN echo done",
+    ] {
+        assert_eq!(
+            reasons(&r, name),
+            ["no earlier build of this step in this store"],
+            "{}",
+            r.stderr
+        );
     }
     let r = explain(root.path(), ctx.path(), &[]);
     assert!(!r.stderr.contains("MISS"), "{}", r.stderr);
@@ -64,7 +75,12 @@ fn file_edits_additions_removals_and_chmod_are_named() {
 
     std::fs::write(ctx.path().join("app.py"), "print(2)\n").unwrap();
     let r = explain(root.path(), ctx.path(), &[]);
-    assert_eq!(reasons(&r, "COPY . ."), ["file app.py changed (content)"], "{}", r.stderr);
+    assert_eq!(
+        reasons(&r, "COPY . ."),
+        ["file app.py changed (content)"],
+        "{}",
+        r.stderr
+    );
     assert!(r.step("RUN echo \"install").cached);
     let done = reasons(&r, "RUN echo done");
     assert_eq!(done.len(), 1, "{}", r.stderr);
@@ -78,15 +94,29 @@ fn file_edits_additions_removals_and_chmod_are_named() {
     std::fs::write(ctx.path().join("lib/new.py"), "Y = 2\n").unwrap();
     std::fs::remove_file(ctx.path().join("lib/util.py")).unwrap();
     let r = explain(root.path(), ctx.path(), &[]);
-    assert_eq!(reasons(&r, "COPY . ."), ["file lib/new.py added", "file lib/util.py removed"], "{}", r.stderr);
+    assert_eq!(
+        reasons(&r, "COPY . ."),
+        ["file lib/new.py added", "file lib/util.py removed"],
+        "{}",
+        r.stderr
+    );
 
     std::fs::set_permissions(ctx.path().join("app.py"), std::fs::Permissions::from_mode(0o755)).unwrap();
     let r = explain(root.path(), ctx.path(), &[]);
-    assert_eq!(reasons(&r, "COPY . ."), ["file app.py changed (mode 644 → 755)"], "{}", r.stderr);
+    assert_eq!(
+        reasons(&r, "COPY . ."),
+        ["file app.py changed (mode 644 → 755)"],
+        "{}",
+        r.stderr
+    );
 
     // Touching a file changes nothing: no miss, nothing to explain.
-    let f = std::fs::File::options().append(true).open(ctx.path().join("app.py")).unwrap();
-    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5)).unwrap();
+    let f = std::fs::File::options()
+        .append(true)
+        .open(ctx.path().join("app.py"))
+        .unwrap();
+    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
+        .unwrap();
     let r = explain(root.path(), ctx.path(), &[]);
     assert!(!r.stderr.contains("MISS"), "{}", r.stderr);
 }
@@ -110,7 +140,12 @@ fn build_arg_and_command_changes_are_named() {
     std::fs::write(ctx.path().join("Dockerfile"), df).unwrap();
     let r = explain(root.path(), ctx.path(), &["--build-arg", "VERSION=2"]);
     // The Dockerfile is part of `COPY . .` too: that step and the last RUN ran.
-    assert_eq!(reasons(&r, "COPY . ."), ["file Dockerfile changed (content)"], "{}", r.stderr);
+    assert_eq!(
+        reasons(&r, "COPY . ."),
+        ["file Dockerfile changed (content)"],
+        "{}",
+        r.stderr
+    );
     assert_eq!(
         reasons(&r, "RUN echo finished")[0],
         "command changed: \"echo done > /done\" → \"echo finished > /done\"",
@@ -134,7 +169,10 @@ fn explain_comes_from_the_environment_and_no_cache_says_so() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("MISS because: no earlier build of this step in this store"), "{stderr}");
+    assert!(
+        stderr.contains("MISS because: no earlier build of this step in this store"),
+        "{stderr}"
+    );
 
     let r = explain(root.path(), ctx.path(), &["--no-cache"]);
     assert_eq!(reasons(&r, "COPY . ."), ["--no-cache was given"], "{}", r.stderr);
@@ -154,7 +192,11 @@ fn metadata_json_has_every_step_with_sane_numbers() {
     // Older than the stat cache's racy window, so the rebuild below need not read them.
     std::thread::sleep(std::time::Duration::from_millis(250));
     let timings = format!("--timings={}", html.display());
-    let r = build(root.path(), ctx.path(), &["-t", "app:1", "--metadata-file", json.to_str().unwrap(), &timings]);
+    let r = build(
+        root.path(),
+        ctx.path(),
+        &["-t", "app:1", "--metadata-file", json.to_str().unwrap(), &timings],
+    );
     assert!(r.ok(), "{}", r.stderr);
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let image_id = r.image_id();
@@ -168,7 +210,10 @@ fn metadata_json_has_every_step_with_sane_numbers() {
     // Every step of the progress output is in the report, with its name.
     assert_eq!(steps.len(), r.steps.len(), "{}", r.stderr);
     for p in &r.steps {
-        let s = steps.iter().find(|s| s["id"] == p.id).unwrap_or_else(|| panic!("step #{} missing", p.id));
+        let s = steps
+            .iter()
+            .find(|s| s["id"] == p.id)
+            .unwrap_or_else(|| panic!("step #{} missing", p.id));
         assert_eq!(s["name"], p.name.as_str());
         assert_eq!(s["cached"], p.cached);
         let start = s["start_ms"].as_u64().unwrap();
@@ -182,10 +227,16 @@ fn metadata_json_has_every_step_with_sane_numbers() {
     assert_eq!(copy["stage"], "stage-0");
     assert_eq!(copy["kind"], "step");
     // Dockerfile, .dockerignore, requirements.txt, app.py, lib/util.py: all read once.
-    let expected: u64 = ["Dockerfile", ".dockerignore", "requirements.txt", "app.py", "lib/util.py"]
-        .iter()
-        .map(|f| std::fs::metadata(ctx.path().join(f)).unwrap().len())
-        .sum();
+    let expected: u64 = [
+        "Dockerfile",
+        ".dockerignore",
+        "requirements.txt",
+        "app.py",
+        "lib/util.py",
+    ]
+    .iter()
+    .map(|f| std::fs::metadata(ctx.path().join(f)).unwrap().len())
+    .sum();
     assert_eq!(copy["bytes_hashed"], expected, "{copy}");
     let size = copy["layer_size"].as_u64().unwrap();
     let usize_ = copy["layer_uncompressed_size"].as_u64().unwrap();
@@ -197,14 +248,26 @@ fn metadata_json_has_every_step_with_sane_numbers() {
     let rec = store.resolve("app:1").unwrap();
     let with_layers: Vec<u64> = steps.iter().filter_map(|s| s["layer_size"].as_u64()).collect();
     let manifest_sizes: Vec<u64> = rec.manifest.layers.iter().map(|l| l.size).collect();
-    assert!(manifest_sizes.ends_with(&with_layers), "{with_layers:?} vs {manifest_sizes:?}");
+    assert!(
+        manifest_sizes.ends_with(&with_layers),
+        "{with_layers:?} vs {manifest_sizes:?}"
+    );
 
     // A cached rebuild: every step cached, the sizes still known (from the cache records).
-    let r = build(root.path(), ctx.path(), &["-t", "app:1", "--metadata-file", json.to_str().unwrap()]);
+    let r = build(
+        root.path(),
+        ctx.path(),
+        &["-t", "app:1", "--metadata-file", json.to_str().unwrap()],
+    );
     assert!(r.ok(), "{}", r.stderr);
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(v["steps_cached"], 6);
-    let copy = v["steps"].as_array().unwrap().iter().find(|s| s["name"] == "[5/6] COPY . .").unwrap();
+    let copy = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "[5/6] COPY . .")
+        .unwrap();
     assert_eq!(copy["cached"], true);
     assert_eq!(copy["layer_uncompressed_size"], usize_);
     assert_eq!(copy["bytes_hashed"], 0, "the stat cache knew every file");
@@ -236,20 +299,29 @@ fn html_report_names_every_step_escaped() {
     let html = std::fs::read_to_string(cwd.path().join("rbuild-timings.html")).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>"));
     assert!(!html.contains("<script"), "no script, and the RUN text is escaped");
-    assert!(html.contains("RUN echo &#39;&lt;script&gt;alert(1)&lt;/script&gt;&#39; &gt; /x"), "{html}");
+    assert!(
+        html.contains("RUN echo &#39;&lt;script&gt;alert(1)&lt;/script&gt;&#39; &gt; /x"),
+        "{html}"
+    );
     assert!(html.contains("WORKDIR /w &amp; co"));
     for p in parse_plain_steps(&stderr) {
         let escaped = rbuild::build::report::esc(&p);
         assert!(html.contains(&escaped), "{p} not in the report");
     }
-    assert!(html.contains("stage base") && html.contains("stage stage-1"), "stages are grouped");
+    assert!(
+        html.contains("stage base") && html.contains("stage stage-1"),
+        "stages are grouped"
+    );
     for external in ["<link", "src=", "@import", "url("] {
         assert!(!html.contains(external), "no external assets: {external}");
     }
 }
 
 fn parse_plain_steps(stderr: &str) -> Vec<String> {
-    rbuild::progress::parse_plain(stderr).into_iter().map(|s| s.name).collect()
+    rbuild::progress::parse_plain(stderr)
+        .into_iter()
+        .map(|s| s.name)
+        .collect()
 }
 
 #[test]
@@ -259,13 +331,20 @@ fn a_new_base_image_is_named_with_its_digests() {
     explain(root.path(), ctx.path(), &[]);
     // Replace busybox:local with another image under the same tag.
     let base = tempfile::tempdir().unwrap();
-    write_files(base.path(), &[("Dockerfile", "FROM busybox:local\nRUN touch /marker\n")]);
+    write_files(
+        base.path(),
+        &[("Dockerfile", "FROM busybox:local\nRUN touch /marker\n")],
+    );
     let r = build(root.path(), base.path(), &["-t", "busybox:local"]);
     assert!(r.ok(), "{}", r.stderr);
     let r = explain(root.path(), ctx.path(), &[]);
     let w = reasons(&r, "WORKDIR /app");
     assert_eq!(w.len(), 1, "{}", r.stderr);
-    assert!(w[0].starts_with("base image busybox:local changed: sha256:"), "{}", r.stderr);
+    assert!(
+        w[0].starts_with("base image busybox:local changed: sha256:"),
+        "{}",
+        r.stderr
+    );
     let d: Vec<&str> = w[0].split(' ').filter(|p| p.starts_with("sha256:")).collect();
     assert!(d.len() == 2 && d[0] != d[1], "{}", w[0]);
 }

@@ -67,7 +67,11 @@ pub(crate) struct Selection {
 
 impl Selection {
     pub(crate) fn new(index: Arc<ContextIndex>, matches: Vec<SourceMatch>, contents: Vec<(String, [u8; 32])>) -> Self {
-        Selection { index, matches, contents }
+        Selection {
+            index,
+            matches,
+            contents,
+        }
     }
 
     fn facts(&self) -> BTreeMap<String, FileFacts> {
@@ -191,7 +195,12 @@ impl Explainer {
         let df_abs = std::fs::canonicalize(dockerfile).unwrap_or_else(|_| dockerfile.to_path_buf());
         let df_rel = df_abs.strip_prefix(&ctx_abs).map(Path::to_path_buf).unwrap_or(df_abs);
         let origin = format!("{}\0{}", ctx_abs.display(), df_rel.display());
-        Explainer { dir: root.join("explain"), enabled, origin, state: Mutex::new(State::default()) }
+        Explainer {
+            dir: root.join("explain"),
+            enabled,
+            origin,
+            state: Mutex::new(State::default()),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -229,7 +238,12 @@ impl Explainer {
                 },
             );
         }
-        let facts = StepFacts { stage: stage.to_string(), base: true, cache_key: Some(key.to_string()), ..Default::default() };
+        let facts = StepFacts {
+            stage: stage.to_string(),
+            base: true,
+            cache_key: Some(key.to_string()),
+            ..Default::default()
+        };
         ctx.progress.send(BuildEvent::StepFacts { id, facts });
     }
 
@@ -305,7 +319,9 @@ impl Explainer {
             } else if !n.missed && self.enabled {
                 let (own, _) = self.reasons(&st, n);
                 let cause = if own.is_empty() {
-                    parent_of(&st, key).and_then(|(pid, _)| st.notes.get(&pid)).and_then(|p| p.cause.clone())
+                    parent_of(&st, key)
+                        .and_then(|(pid, _)| st.notes.get(&pid))
+                        .and_then(|p| p.cause.clone())
                 } else {
                     Some((id, own))
                 };
@@ -345,7 +361,12 @@ impl Explainer {
         let Some(stored) = stored else { return };
         let mut stored = stored;
         // Only now (a changed key) are the per-file facts worth computing.
-        stored.files = self.lock().notes.get(&id).and_then(|n| n.selection.as_ref()).map(Selection::facts);
+        stored.files = self
+            .lock()
+            .notes
+            .get(&id)
+            .and_then(|n| n.selection.as_ref())
+            .map(Selection::facts);
         let r = std::fs::create_dir_all(&self.dir)
             .map_err(|e| e.to_string())
             .and_then(|()| serde_json::to_vec(&stored).map_err(|e| e.to_string()))
@@ -361,7 +382,9 @@ impl Explainer {
     /// Why `n`'s key differs from the last build of the step: its own changed inputs, and
     /// (separately, it goes last) what about its parent changed.
     fn reasons(&self, st: &State, n: &Note) -> (Vec<String>, Option<String>) {
-        let Some(key) = &n.key else { return (vec!["its key was not computed".into()], None) };
+        let Some(key) = &n.key else {
+            return (vec!["its key was not computed".into()], None);
+        };
         let path = self.dir.join(format!("{}.json", n.ident));
         let old: StoredTrace = match std::fs::read(&path) {
             Err(_) => return (vec!["no earlier build of this step in this store".into()], None),
@@ -374,11 +397,17 @@ impl Explainer {
             },
         };
         if old.key == key.digest {
-            return (vec!["same inputs as the last build, but its cache record is gone (pruned?)".into()], None);
+            return (
+                vec!["same inputs as the last build, but its cache record is gone (pruned?)".into()],
+                None,
+            );
         }
         let mut out = Vec::new();
         if old.trace.kind != key.trace.kind {
-            out.push(format!("the kind of step changed ({} → {})", old.trace.kind, key.trace.kind));
+            out.push(format!(
+                "the kind of step changed ({} → {})",
+                old.trace.kind, key.trace.kind
+            ));
             return (out, None);
         }
         let mut parent = None;
@@ -427,18 +456,30 @@ fn stored_key_is(path: &Path, key: &str) -> bool {
 }
 
 fn field<'a>(t: &'a KeyTrace, name: &str) -> &'a [String] {
-    t.fields.iter().find(|f| f.name == name).map(|f| f.values.as_slice()).unwrap_or(&[])
+    t.fields
+        .iter()
+        .find(|f| f.name == name)
+        .map(|f| f.values.as_slice())
+        .unwrap_or(&[])
 }
 
 fn parent_of(st: &State, key: &CacheKey) -> Option<(u32, ParentFacts)> {
     let parent = field(&key.trace, "parent").first()?;
     let id = *st.by_key.get(parent)?;
     let n = st.notes.get(&id)?;
-    Some((id, ParentFacts { name: n.name.clone(), base: n.base.clone() }))
+    Some((
+        id,
+        ParentFacts {
+            name: n.name.clone(),
+            base: n.base.clone(),
+        },
+    ))
 }
 
 fn parent_reason(st: &State, key: &CacheKey, old: &ParentFacts) -> String {
-    let Some((id, new)) = parent_of(st, key) else { return "the parent step changed".into() };
+    let Some((id, new)) = parent_of(st, key) else {
+        return "the parent step changed".into();
+    };
     match (&old.base, &new.base) {
         (Some(ob), Some(nb)) if ob.image != nb.image => format!(
             "base image changed: {} ({}) → {} ({})",
@@ -461,7 +502,11 @@ fn parent_reason(st: &State, key: &CacheKey, old: &ParentFacts) -> String {
             } else if let Some((cid, why)) = n.and_then(|n| n.cause.as_ref()) {
                 let cause = st.notes.get(cid).map(|c| c.name.as_str()).unwrap_or("");
                 if *cid == id {
-                    format!("parent step #{id} {} changed ({}); it was found in the cache", new.name, why.join("; "))
+                    format!(
+                        "parent step #{id} {} changed ({}); it was found in the cache",
+                        new.name,
+                        why.join("; ")
+                    )
                 } else {
                     format!(
                         "parent step #{id} {} came from the cache but an earlier step changed: #{cid} {cause} ({})",
@@ -470,7 +515,10 @@ fn parent_reason(st: &State, key: &CacheKey, old: &ParentFacts) -> String {
                     )
                 }
             } else {
-                format!("parent step #{id} {} differs from the last build of this step (it came from the cache)", new.name)
+                format!(
+                    "parent step #{id} {} differs from the last build of this step (it came from the cache)",
+                    new.name
+                )
             }
         }
     }
@@ -637,7 +685,15 @@ mod tests {
     use super::*;
 
     fn facts(kind: char, mode: u32, sha: &str) -> FileFacts {
-        FileFacts { kind, mode, uid: 0, gid: 0, size: 1, sha256: Some(sha.into()), link: None }
+        FileFacts {
+            kind,
+            mode,
+            uid: 0,
+            gid: 0,
+            size: 1,
+            sha256: Some(sha.into()),
+            link: None,
+        }
     }
 
     #[test]
@@ -651,7 +707,13 @@ mod tests {
         let mut new = old.clone();
         new.remove("gone");
         new.insert("a.py".into(), facts('f', 0o644, "9"));
-        new.insert("b.py".into(), FileFacts { uid: 5, ..facts('f', 0o755, "2") });
+        new.insert(
+            "b.py".into(),
+            FileFacts {
+                uid: 5,
+                ..facts('f', 0o755, "2")
+            },
+        );
         new.insert("c.py".into(), facts('f', 0o644, "4"));
         let mut out = Vec::new();
         file_reasons(Some(&old), Some(&new), &mut out);
@@ -669,8 +731,14 @@ mod tests {
     #[test]
     fn owner_alone_is_not_listed() {
         let old: BTreeMap<String, FileFacts> = [("a".to_string(), facts('f', 0o644, "1"))].into();
-        let new: BTreeMap<String, FileFacts> =
-            [("a".to_string(), FileFacts { uid: 7, ..facts('f', 0o644, "1") })].into();
+        let new: BTreeMap<String, FileFacts> = [(
+            "a".to_string(),
+            FileFacts {
+                uid: 7,
+                ..facts('f', 0o644, "1")
+            },
+        )]
+        .into();
         let mut out = Vec::new();
         file_reasons(Some(&old), Some(&new), &mut out);
         assert_eq!(out.len(), 1);
@@ -680,12 +748,14 @@ mod tests {
     #[test]
     fn many_file_changes_are_counted() {
         let old = BTreeMap::new();
-        let new: BTreeMap<String, FileFacts> =
-            (0..20).map(|i| (format!("f{i:02}"), facts('f', 0o644, "x"))).collect();
+        let new: BTreeMap<String, FileFacts> = (0..20).map(|i| (format!("f{i:02}"), facts('f', 0o644, "x"))).collect();
         let mut out = Vec::new();
         file_reasons(Some(&old), Some(&new), &mut out);
         assert_eq!(out.len(), MAX_FILE_REASONS + 1);
-        assert_eq!(out.last().unwrap(), &format!("and {} more changed paths", 20 - MAX_FILE_REASONS));
+        assert_eq!(
+            out.last().unwrap(),
+            &format!("and {} more changed paths", 20 - MAX_FILE_REASONS)
+        );
     }
 
     #[test]
@@ -707,7 +777,10 @@ mod tests {
     #[test]
     fn shell_commands_show_only_the_script() {
         let sh = |c: &str| vec!["/bin/sh".to_string(), "-c".to_string(), c.to_string()];
-        assert_eq!(command_reason(&sh("make"), &sh("make all")), "command changed: \"make\" → \"make all\"");
+        assert_eq!(
+            command_reason(&sh("make"), &sh("make all")),
+            "command changed: \"make\" → \"make all\""
+        );
     }
 
     #[test]
