@@ -477,6 +477,8 @@ mod tests {
         .unwrap();
         sink.send(BuildEvent::StepStarted { id: 2, name: "[2/3] RUN echo hi".into() });
         sink.send(BuildEvent::StepLog { id: 2, stream: Stream::Stdout, line: "hi".into() });
+        sink.send(BuildEvent::StepExplain { id: 2, reasons: vec!["file a.py changed (content)".into(), "file b added".into()] });
+        sink.send(BuildEvent::StepFacts { id: 2, facts: StepFacts::default() });
         sink.send(BuildEvent::StepDone { id: 2, elapsed: Duration::from_millis(1234) });
         sink.send(BuildEvent::StepStarted { id: 3, name: "[3/3] RUN false".into() });
         sink.send(BuildEvent::StepFailed { id: 3, elapsed: Duration::ZERO, error: "exit code: 1".into() });
@@ -499,6 +501,25 @@ mod tests {
         assert!(steps[1].done && !steps[1].cached);
         assert!(steps[2].failed);
         assert_eq!(steps[1].name, "[2/3] RUN echo hi");
+        assert!(text.contains("#2 MISS because: file a.py changed (content)\n#2 MISS because: file b added\n#2 DONE"));
+        assert_eq!(steps[1].reasons, ["file a.py changed (content)", "file b added"]);
+        assert!(steps[0].reasons.is_empty());
+    }
+
+    #[test]
+    fn a_recording_sink_keeps_events_in_order_without_run_output() {
+        let (sink, rx) = ProgressSink::channel();
+        let (sink, log) = sink.recording();
+        sink.send(BuildEvent::StepStarted { id: 1, name: "[1/2] RUN x".into() });
+        sink.send(BuildEvent::StepLog { id: 1, stream: Stream::Stdout, line: "out".into() });
+        sink.send(BuildEvent::StepDone { id: 1, elapsed: Duration::ZERO });
+        drop(sink);
+        assert_eq!(rx.iter().count(), 3, "the renderer still gets everything");
+        let ev = log.events();
+        assert_eq!(ev.len(), 2);
+        assert!(matches!(ev[0].event, BuildEvent::StepStarted { .. }));
+        assert!(matches!(ev[1].event, BuildEvent::StepDone { .. }));
+        assert!(ev[0].at <= ev[1].at);
     }
 
     #[test]
