@@ -8,7 +8,8 @@
 //! [`BuildResult`]: a step's start is its `StepStarted`, its end its `StepCached`,
 //! `StepDone` or `StepFailed`, its stage, bytes hashed and layer sizes its `StepFacts`, its
 //! `--explain` reasons its `StepExplain`. So the report shows what the progress display
-//! showed, and the build keeps no second bookkeeping.
+//! showed, and the build keeps no second bookkeeping. A step's duration is wall time from
+//! its start line to its result: a `COPY --from` includes the wait for its source stage.
 //!
 //! # JSON
 //!
@@ -375,7 +376,7 @@ impl BuildReport {
                 let (class, label) = status(s);
                 let x = x_of(s.start_ms);
                 let w = (x_of(s.start_ms + s.duration_ms) - x).max(2.0);
-                let name = truncate(&s.name, 46);
+                let name = truncate(&s.name, 44);
                 let tip = format!(
                     "#{} {} — {} at {} ({})",
                     s.id,

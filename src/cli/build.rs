@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use crate::build::report::BuildReport;
 use crate::build::{self, BuildOptions, Cancel, Network, Output, OutputFormat};
-use crate::progress::{ProgressMode, Renderer};
+use crate::progress::{EventLog, ProgressMode, Renderer};
 use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
@@ -115,14 +115,15 @@ pub fn run(g: &Globals, a: BuildArgs) -> anyhow::Result<u8> {
     let store = Store::open(&root).with_context(|| format!("opening the store at {}", root.display()))?;
     let mode = if a.quiet { ProgressMode::Quiet } else { a.progress };
     let (sink, renderer) = Renderer::start(mode);
-    let (sink, log) = sink.recording();
+    let want_report = a.timings.is_some() || a.metadata_file.is_some();
+    let (sink, log) = if want_report { sink.recording() } else { (sink, EventLog::default()) };
     let start = Instant::now();
     let result = build::build(&store, &opts, &sink, &cancel);
     drop(sink);
     renderer.finish();
     match result {
         Ok(r) => {
-            if a.timings.is_some() || a.metadata_file.is_some() {
+            if want_report {
                 let report = BuildReport::from_events(start, &log.events(), &r);
                 if let Some(p) = &a.timings {
                     report.write_html(p)?;
