@@ -602,3 +602,13 @@ proptest::proptest! {
         proptest::prop_assert_eq!(expand_word(&word, &env, '\\').unwrap(), word);
     }
 }
+
+#[test]
+fn heredoc_bodies_keep_quotes() {
+    use rbuild::dockerfile::expand::expand_heredoc;
+    let env = |n: &str| (n == "X").then(|| "x y".to_string());
+    assert_eq!(
+        expand_heredoc("echo \"$X\" '$X' \\$X ${X:-z}\n", &env).unwrap(),
+        "echo \"x y\" 'x y' $X x y\n"
+    );
+}

@@ -152,6 +152,23 @@ pub fn expand(
     }
 }
 
+/// Expands the body of an unquoted heredoc (`COPY <<EOF`): like [`expand_word`] but quotes
+/// are plain text, and the escape char is always `\\` (BuildKit's `ExpandRaw`).
+pub fn expand_heredoc(
+    body: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ExpandError> {
+    let mut lexer = Lexer::new(body, env, '\\', false);
+    lexer.process_quotes = false;
+    lexer
+        .process_stop_on(None, false)
+        .map(|(value, _)| value)
+        .map_err(|kind| ExpandError {
+            word: body.to_string(),
+            kind,
+        })
+}
+
 /// The names of the variables a word references, whatever their values: what a cache key
 /// must capture for this word. Names inside single quotes or escaped (`\$x`) are not
 /// references. Positional and special parameters (`$1`, `$@`, ...) are left out: they can
@@ -238,6 +255,8 @@ struct Lexer<'a> {
     raw_escapes: bool,
     /// Only collecting names: `?` checks and pattern errors do not fail.
     lenient: bool,
+    /// Quotes are special (false for heredoc bodies: they are plain text there).
+    process_quotes: bool,
     matched: BTreeSet<String>,
     unmatched: BTreeSet<String>,
 }
@@ -256,6 +275,7 @@ impl<'a> Lexer<'a> {
             env,
             raw_escapes: false,
             lenient,
+            process_quotes: true,
             matched: BTreeSet::new(),
             unmatched: BTreeSet::new(),
         }
@@ -314,12 +334,12 @@ impl<'a> Lexer<'a> {
                     words.add_string(&value);
                     result.push_str(&value);
                 }
-                '\'' => {
+                '\'' if self.process_quotes => {
                     let value = self.process_single_quote()?;
                     words.add_raw_string(&value);
                     result.push_str(&value);
                 }
-                '"' => {
+                '"' if self.process_quotes => {
                     let value = self.process_double_quote()?;
                     words.add_raw_string(&value);
                     result.push_str(&value);

@@ -219,6 +219,10 @@ struct Marker {
     pos: Position,
 }
 
+/// `ONBUILD ONBUILD ...` is rejected by the typed layer; the line level only bounds the
+/// recursion so that no input can exhaust the stack.
+const MAX_ONBUILD_DEPTH: usize = 4;
+
 const KEYWORDS: &[&str] = &[
     "add", "arg", "cmd", "copy", "entrypoint", "env", "expose", "from", "healthcheck", "label",
     "maintainer", "onbuild", "run", "shell", "stopsignal", "user", "volume", "workdir",
@@ -263,7 +267,7 @@ fn parse_lines(text: &str, path: &Path) -> Result<(RawDockerfile, Vec<Parsed>), 
         }
         let lead = lg.text.len() - lg.text.trim_start().len();
         let line_text = trimmed.to_string();
-        let mut p = parse_line(&cx, &lg, &line_text, lead)?;
+        let mut p = parse_line(&cx, &lg, &line_text, lead, 0)?;
 
         // The instruction ends before the newline of its last line.
         let mut end_off = end;
@@ -327,7 +331,7 @@ fn parse_lines(text: &str, path: &Path) -> Result<(RawDockerfile, Vec<Parsed>), 
 }
 
 /// Parse one logical line (or ONBUILD's rest): `line` starts at `base` in `lg.text`.
-fn parse_line(cx: &Ctx, lg: &Logical, line: &str, base: usize) -> Result<Parsed, ParseError> {
+fn parse_line(cx: &Ctx, lg: &Logical, line: &str, base: usize, depth: usize) -> Result<Parsed, ParseError> {
     let toks = lex(cx.esc, Rule::line, line)
         .ok_or_else(|| cx.src.err(cx.at(lg, base), "cannot parse this instruction".to_string()))?;
     let empty = Tok { rule: Rule::line, start: 0, end: 0, text: "", children: Vec::new() };
@@ -388,7 +392,7 @@ fn parse_line(cx: &Ctx, lg: &Logical, line: &str, base: usize) -> Result<Parsed,
             node.args = args;
             node.json = json;
         }
-        "env" | "label" => node.args = name_val(cx, args_text, &upper, args_pos)?,
+        "env" | "label" => node.args = name_val(cx, lg, args_text, args_off, &upper)?,
         "arg" => node.args = q_words(cx, args_text).into_iter().map(|(w, _)| w).collect(),
         "from" | "expose" => node.args = ws_words(cx, args_text),
         "healthcheck" => {
@@ -404,8 +408,14 @@ fn parse_line(cx: &Ctx, lg: &Logical, line: &str, base: usize) -> Result<Parsed,
             }
         }
         "onbuild" => {
+            if depth >= MAX_ONBUILD_DEPTH {
+                return Err(cx.src.err(
+                    args_pos,
+                    "ONBUILD nested too deeply: expected ONBUILD <instruction> with one trigger".to_string(),
+                ));
+            }
             if !args_text.is_empty() {
-                let p = parse_line(cx, lg, args_text, args_off)?;
+                let p = parse_line(cx, lg, args_text, args_off, depth + 1)?;
                 sub = Some(Box::new(p));
             }
         }
@@ -491,7 +501,8 @@ fn q_words(cx: &Ctx, text: &str) -> Vec<(String, usize)> {
 }
 
 /// ENV / LABEL: `key value...` (legacy) or `k=v k2=v2`, as (key, value, sep) triples.
-fn name_val(cx: &Ctx, text: &str, kw: &str, at: Position) -> Result<Vec<String>, ParseError> {
+fn name_val(cx: &Ctx, lg: &Logical, text: &str, base: usize, kw: &str) -> Result<Vec<String>, ParseError> {
+    let at = cx.at(lg, base);
     let words = q_words(cx, text);
     let Some((first, _)) = words.first() else {
         return Ok(Vec::new());
@@ -509,10 +520,10 @@ fn name_val(cx: &Ctx, text: &str, kw: &str, at: Position) -> Result<Vec<String>,
         return Ok(vec![key.to_string(), value.to_string(), String::new()]);
     }
     let mut out = Vec::new();
-    for (w, _) in &words {
+    for (w, off) in &words {
         let Some((k, v)) = w.split_once('=') else {
             return Err(cx.src.err(
-                at,
+                cx.at(lg, base + off),
                 format!("{kw} cannot find = in {w:?}: expected {kw} <key>=<value>..."),
             ));
         };

@@ -1,1 +1,2 @@
 //! AST → stage graph → cache keys. Pure, except hashing context files.
+pub mod stages;

@@ -18,8 +18,8 @@ use super::images::{entry_reference, host_arch, pick_platform};
 use super::layercheck::{check_layer, clean_path, LayerInfo};
 use super::types::{ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, OCI_LAYOUT};
 use super::{
-    media, ContainerConfig, Descriptor, Digest, History, ImageConfig, ImageRecord, Index, IoContext, Manifest,
-    Reference, Result, RootFs, Store, StoreError,
+    media, ContainerConfig, Descriptor, Digest, History, ImageConfig, ImageRecord, Index,
+    IoContext, Manifest, Reference, Result, RootFs, Store, StoreError,
 };
 
 /// Archive formats.
@@ -52,12 +52,20 @@ pub struct LoadReport {
 }
 
 /// A reader yielding the tar inside `r`: gunzipped when it starts with the gzip magic.
-pub(crate) fn decompressed<'a, R: BufRead + 'a>(mut r: R, what: &str) -> Result<Box<dyn Read + 'a>> {
-    let head = r.fill_buf().map_err(|e| StoreError::BadArchive { file: what.to_string(), reason: e.to_string() })?;
+pub(crate) fn decompressed<'a, R: BufRead + 'a>(
+    mut r: R,
+    what: &str,
+) -> Result<Box<dyn Read + 'a>> {
+    let head = r.fill_buf().map_err(|e| StoreError::BadArchive {
+        file: what.to_string(),
+        reason: e.to_string(),
+    })?;
     if head.starts_with(&[0x1f, 0x8b]) {
         Ok(Box::new(flate2::bufread::MultiGzDecoder::new(r)))
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Err(StoreError::Unsupported(format!("{what}: zstd-compressed layers are not supported yet")))
+        Err(StoreError::Unsupported(format!(
+            "{what}: zstd-compressed layers are not supported yet"
+        )))
     } else {
         Ok(Box::new(r))
     }
@@ -86,7 +94,10 @@ struct Staged {
 
 impl Staged {
     fn bad(&self, reason: impl Into<String>) -> StoreError {
-        StoreError::BadArchive { file: self.archive.clone(), reason: reason.into() }
+        StoreError::BadArchive {
+            file: self.archive.clone(),
+            reason: reason.into(),
+        }
     }
 
     fn get(&self, name: &str) -> Option<&StagedFile> {
@@ -101,18 +112,30 @@ impl Staged {
     }
 
     fn need(&self, name: &str, what: &str) -> Result<&StagedFile> {
-        self.get(name).ok_or_else(|| self.bad(format!("{what} {name} is missing from the archive")))
+        self.get(name)
+            .ok_or_else(|| self.bad(format!("{what} {name} is missing from the archive")))
     }
 
     fn blob(&self, d: &Descriptor, what: &str) -> Result<&StagedFile> {
         let f = self
             .get(&format!("blobs/sha256/{}", d.digest.hex()))
-            .ok_or_else(|| self.bad(format!("{what} names blob {} which is missing from the archive", d.digest)))?;
+            .ok_or_else(|| {
+                self.bad(format!(
+                    "{what} names blob {} which is missing from the archive",
+                    d.digest
+                ))
+            })?;
         if f.digest != d.digest {
-            return Err(self.bad(format!("blob {} has digest {} (corrupt archive)", d.digest, f.digest)));
+            return Err(self.bad(format!(
+                "blob {} has digest {} (corrupt archive)",
+                d.digest, f.digest
+            )));
         }
         if f.size != d.size {
-            return Err(self.bad(format!("blob {} is {} bytes, its descriptor says {}", d.digest, f.size, d.size)));
+            return Err(self.bad(format!(
+                "blob {} is {} bytes, its descriptor says {}",
+                d.digest, f.size, d.size
+            )));
         }
         Ok(f)
     }
@@ -152,8 +175,15 @@ impl Store {
     /// Load a docker-archive or OCI archive (plain or gzip). Every digest is verified and
     /// every layer checked before anything is stored.
     pub fn load_archive(&self, path: &Path) -> Result<LoadReport> {
+        let f = File::open(path).at(path)?;
+        self.load_from(f, &path.display().to_string())
+    }
+
+    /// [`Store::load_archive`] from a stream (`rbuild load` without `-i` reads stdin);
+    /// `name` names it in errors.
+    pub fn load_from(&self, input: impl Read, name: &str) -> Result<LoadReport> {
         let _lease = self.lease()?;
-        let staged = self.stage(path)?;
+        let staged = self.stage(input, name)?;
         let mut report = LoadReport::default();
         let plans = if staged.get("manifest.json").is_some() {
             self.plan_docker(&staged, &mut report.warnings)?
@@ -177,31 +207,52 @@ impl Store {
         }
         for p in plans {
             self.add_image(&p.manifest, &p.tags)?;
-            report.images.push(LoadedImage { id: p.id, manifest: p.manifest, tags: p.tags });
+            report.images.push(LoadedImage {
+                id: p.id,
+                manifest: p.manifest,
+                tags: p.tags,
+            });
         }
         Ok(report)
     }
 
-    fn stage(&self, path: &Path) -> Result<Staged> {
-        let archive = path.display().to_string();
-        let bad = |reason: String| StoreError::BadArchive { file: archive.clone(), reason };
-        let f = File::open(path).at(path)?;
-        let reader = decompressed(BufReader::with_capacity(256 << 10, f), &archive)?;
+    fn stage(&self, input: impl Read, name: &str) -> Result<Staged> {
+        let archive = name.to_string();
+        let bad = |reason: String| StoreError::BadArchive {
+            file: archive.clone(),
+            reason,
+        };
+        let reader = decompressed(BufReader::with_capacity(256 << 10, input), &archive)?;
         let tmp = self.tmp_dir();
-        let dir = tempfile::Builder::new().prefix("load-").tempdir_in(&tmp).at(&tmp)?;
+        let dir = tempfile::Builder::new()
+            .prefix("load-")
+            .tempdir_in(&tmp)
+            .at(&tmp)?;
         let mut files = HashMap::new();
         let mut links = HashMap::new();
-        let mut ar = tar::Archive::new(Counting { inner: reader, count: 0 });
+        let mut ar = tar::Archive::new(Counting {
+            inner: reader,
+            count: 0,
+        });
         let mut last_end = 0u64;
-        let not_tar = |e: io::Error| bad(format!("not a valid tar archive (truncated or corrupt?): {e}"));
+        let not_tar = |e: io::Error| {
+            bad(format!(
+                "not a valid tar archive (truncated or corrupt?): {}",
+                super::one_line(&e.to_string())
+            ))
+        };
         let mut n = 0usize;
         for entry in ar.entries().map_err(not_tar)? {
             let mut entry = entry.map_err(not_tar)?;
             n += 1;
             last_end = entry.raw_file_position() + entry.size().div_ceil(512) * 512;
             let raw = entry.path_bytes().into_owned();
-            let name = clean_path(&raw)
-                .map_err(|r| bad(format!("archive entry {:?}: {r}", String::from_utf8_lossy(&raw))))?;
+            let name = clean_path(&raw).map_err(|r| {
+                bad(format!(
+                    "archive entry {:?}: {r}",
+                    String::from_utf8_lossy(&raw)
+                ))
+            })?;
             let kind = entry.header().entry_type();
             if kind.is_file() || kind == tar::EntryType::Continuous {
                 let dest = dir.path().join(n.to_string());
@@ -210,7 +261,14 @@ impl Store {
                 io::copy(&mut entry, &mut w).map_err(not_tar)?;
                 let (digest, size, mut out) = w.into_parts();
                 out.flush().at(&dest)?;
-                files.insert(name, StagedFile { path: dest, digest, size });
+                files.insert(
+                    name,
+                    StagedFile {
+                        path: dest,
+                        digest,
+                        size,
+                    },
+                );
             } else if kind.is_symlink() || kind.is_hard_link() {
                 let target = entry.link_name_bytes().unwrap_or_default().into_owned();
                 let target = String::from_utf8_lossy(&target).into_owned();
@@ -231,9 +289,16 @@ impl Store {
             return Err(bad("not an image archive: empty, or not a tar file".into()));
         }
         if ar.into_inner().count < last_end + 512 {
-            return Err(bad("truncated archive (it ends without the tar end-of-archive marker)".into()));
+            return Err(bad(
+                "truncated archive (it ends without the tar end-of-archive marker)".into(),
+            ));
         }
-        Ok(Staged { _dir: dir, files, links, archive })
+        Ok(Staged {
+            _dir: dir,
+            files,
+            links,
+            archive,
+        })
     }
 
     /// Check a staged layer file; returns its info and whether it is gzip.
@@ -272,15 +337,25 @@ impl Store {
                         actual: info.diff_id,
                     });
                 }
-                let mt = if gz { media::OCI_LAYER_GZIP } else { media::OCI_LAYER_TAR };
+                let mt = if gz {
+                    media::OCI_LAYER_GZIP
+                } else {
+                    media::OCI_LAYER_TAR
+                };
                 layers.push(Descriptor::new(mt, lf.digest.clone(), lf.size));
                 adopt.push((lf.path.clone(), lf.digest.clone()));
             }
             let config_desc = Descriptor::new(media::OCI_CONFIG, cf.digest.clone(), cf.size);
             let manifest = Manifest::new(config_desc, layers);
-            let bytes = serde_json::to_vec(&manifest)
-                .map_err(|source| StoreError::Json { what: "new manifest".into(), source })?;
-            let manifest_desc = Descriptor::new(media::OCI_MANIFEST, Digest::of_bytes(&bytes), bytes.len() as u64);
+            let bytes = serde_json::to_vec(&manifest).map_err(|source| StoreError::Json {
+                what: "new manifest".into(),
+                source,
+            })?;
+            let manifest_desc = Descriptor::new(
+                media::OCI_MANIFEST,
+                Digest::of_bytes(&bytes),
+                bytes.len() as u64,
+            );
             let mut tags = Vec::new();
             for t in e.repo_tags.unwrap_or_default() {
                 match Reference::parse(&t) {
@@ -310,16 +385,22 @@ impl Store {
             while media::is_index(&desc.media_type) {
                 depth += 1;
                 let f = staged.blob(&desc, "index.json")?;
-                let nested: Index = staged.json(&staged.read(f)?, &format!("index {}", desc.digest))?;
+                let nested: Index =
+                    staged.json(&staged.read(f)?, &format!("index {}", desc.digest))?;
                 desc = pick_platform(&nested.manifests)
-                    .ok_or_else(|| staged.bad(format!("index {} has no image manifest", desc.digest)))?
+                    .ok_or_else(|| {
+                        staged.bad(format!("index {} has no image manifest", desc.digest))
+                    })?
                     .clone();
                 if depth > 4 {
                     return Err(staged.bad("indexes nested too deeply"));
                 }
             }
             if !media::is_manifest(&desc.media_type) {
-                warnings.push(format!("skipping {} of type {}", desc.digest, desc.media_type));
+                warnings.push(format!(
+                    "skipping {} of type {}",
+                    desc.digest, desc.media_type
+                ));
                 continue;
             }
             let tag = entry_reference(entry);
@@ -335,9 +416,11 @@ impl Store {
                 continue;
             }
             let mf = staged.blob(&desc, "index.json")?;
-            let manifest: Manifest = staged.json(&staged.read(mf)?, &format!("manifest {}", desc.digest))?;
+            let manifest: Manifest =
+                staged.json(&staged.read(mf)?, &format!("manifest {}", desc.digest))?;
             let cf = staged.blob(&manifest.config, &format!("manifest {}", desc.digest))?;
-            let config: ImageConfig = staged.json(&staged.read(cf)?, &format!("config {}", cf.digest))?;
+            let config: ImageConfig =
+                staged.json(&staged.read(cf)?, &format!("config {}", cf.digest))?;
             if config.rootfs.diff_ids.len() != manifest.layers.len() {
                 return Err(staged.bad(format!(
                     "config {} lists {} layers, manifest {} has {}",
@@ -347,7 +430,10 @@ impl Store {
                     manifest.layers.len()
                 )));
             }
-            let mut adopt = vec![(mf.path.clone(), mf.digest.clone()), (cf.path.clone(), cf.digest.clone())];
+            let mut adopt = vec![
+                (mf.path.clone(), mf.digest.clone()),
+                (cf.path.clone(), cf.digest.clone()),
+            ];
             for (l, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
                 if l.media_type == media::OCI_LAYER_ZSTD {
                     return Err(StoreError::Unsupported(format!(
@@ -379,31 +465,55 @@ impl Store {
 
     /// `docker import`: make a one-layer image from a root file system tar (plain or gzip).
     /// The layer is stored gzip-compressed; the entries are checked like a loaded layer's.
-    pub fn import_rootfs(&self, path: &Path, tag: Option<&Reference>, message: Option<&str>) -> Result<ImageRecord> {
+    pub fn import_rootfs(
+        &self,
+        path: &Path,
+        tag: Option<&Reference>,
+        message: Option<&str>,
+    ) -> Result<ImageRecord> {
         let _lease = self.lease()?;
         let name = path.display().to_string();
         let f = File::open(path).at(path)?;
         let input = decompressed(BufReader::with_capacity(256 << 10, f), &name)?;
         let writer = self.blob_writer()?.media_type(media::OCI_LAYER_GZIP);
         let mut gz = flate2::GzBuilder::new().write(writer, flate2::Compression::default());
-        let info = check_layer(Tee { inner: input, out: &mut gz }, &name)?;
+        let info = check_layer(
+            Tee {
+                inner: input,
+                out: &mut gz,
+            },
+            &name,
+        )?;
         if info.size <= 1024 {
-            return Err(StoreError::BadArchive { file: name, reason: "not a tar archive (empty)".into() });
+            return Err(StoreError::BadArchive {
+                file: name,
+                reason: "not a tar archive (empty)".into(),
+            });
         }
         let writer = gz.finish().at(&self.ingest_dir())?;
         let layer = writer.commit(None)?;
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| name.clone());
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| name.clone());
         let config = ImageConfig {
             created: Some(now.clone()),
             architecture: host_arch().to_string(),
             os: "linux".to_string(),
             config: Some(ContainerConfig::default()),
-            rootfs: RootFs { kind: "layers".into(), diff_ids: vec![info.diff_id] },
+            rootfs: RootFs {
+                kind: "layers".into(),
+                diff_ids: vec![info.diff_id],
+            },
             history: vec![History {
                 created: Some(now),
                 created_by: Some(format!("rbuild import {file_name}")),
-                comment: Some(message.map(str::to_string).unwrap_or_else(|| format!("Imported from {file_name}"))),
+                comment: Some(
+                    message
+                        .map(str::to_string)
+                        .unwrap_or_else(|| format!("Imported from {file_name}")),
+                ),
                 ..History::default()
             }],
             ..ImageConfig::default()
@@ -425,14 +535,20 @@ impl Store {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let mut tmp = tempfile::Builder::new().prefix(".rbuild-save-").tempfile_in(&dir).at(&dir)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".rbuild-save-")
+            .tempfile_in(&dir)
+            .at(&dir)?;
         {
             let mut w = BufWriter::with_capacity(256 << 10, tmp.as_file_mut());
             self.save(names, format, &mut w)?;
             w.flush().at(out)?;
         }
         tmp.as_file().sync_all().at(out)?;
-        tmp.persist(out).map_err(|e| StoreError::Io { path: out.to_path_buf(), source: e.error })?;
+        tmp.persist(out).map_err(|e| StoreError::Io {
+            path: out.to_path_buf(),
+            source: e.error,
+        })?;
         Ok(())
     }
 
@@ -443,8 +559,13 @@ impl Store {
         for n in names {
             let img = self.resolve(n)?;
             // Saved by name: that name goes into the archive; by ID: no name, as Docker does.
-            let tag = Reference::parse(n).ok().filter(|r| img.tags.iter().any(|t| t.same_tag(r)));
-            match images.iter_mut().find(|(i, _)| i.manifest_desc.digest == img.manifest_desc.digest) {
+            let tag = Reference::parse(n)
+                .ok()
+                .filter(|r| img.tags.iter().any(|t| t.same_tag(r)));
+            match images
+                .iter_mut()
+                .find(|(i, _)| i.manifest_desc.digest == img.manifest_desc.digest)
+            {
                 Some((_, tags)) => tags.extend(tag),
                 None => images.push((img, tag.into_iter().collect())),
             }
@@ -459,7 +580,11 @@ impl Store {
         Ok(())
     }
 
-    fn write_docker<W: Write>(&self, tb: &mut tar::Builder<W>, images: &[(ImageRecord, Vec<Reference>)]) -> Result<()> {
+    fn write_docker<W: Write>(
+        &self,
+        tb: &mut tar::Builder<W>,
+        images: &[(ImageRecord, Vec<Reference>)],
+    ) -> Result<()> {
         let mut entries = Vec::new();
         let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         let mut written = std::collections::HashSet::new();
@@ -479,13 +604,22 @@ impl Store {
                 layer_names.push(name);
             }
             for t in tags {
-                if let (Some(top), Some(tag)) = (img.config.rootfs.diff_ids.last(), t.tag_or_latest()) {
-                    repositories.entry(t.familiar_name()).or_default().insert(tag.to_string(), top.hex().to_string());
+                if let (Some(top), Some(tag)) =
+                    (img.config.rootfs.diff_ids.last(), t.tag_or_latest())
+                {
+                    repositories
+                        .entry(t.familiar_name())
+                        .or_default()
+                        .insert(tag.to_string(), top.hex().to_string());
                 }
             }
             entries.push(DockerManifestEntry {
                 config: config_name,
-                repo_tags: if tags.is_empty() { None } else { Some(tags.iter().map(|t| t.familiar_tagged()).collect()) },
+                repo_tags: if tags.is_empty() {
+                    None
+                } else {
+                    Some(tags.iter().map(|t| t.familiar_tagged()).collect())
+                },
                 layers: layer_names,
             });
         }
@@ -498,7 +632,12 @@ impl Store {
         Ok(())
     }
 
-    fn append_uncompressed_layer<W: Write>(&self, tb: &mut tar::Builder<W>, name: &str, l: &Descriptor) -> Result<()> {
+    fn append_uncompressed_layer<W: Write>(
+        &self,
+        tb: &mut tar::Builder<W>,
+        name: &str,
+        l: &Descriptor,
+    ) -> Result<()> {
         let path = self.blob_path(&l.digest);
         if !is_gzip(&path)? {
             let f = self.open_blob(&l.digest)?;
@@ -507,14 +646,26 @@ impl Store {
         }
         let tmp = self.tmp_dir();
         let mut t = tempfile::tempfile_in(&tmp).at(&tmp)?;
-        let r = decompressed(BufReader::new(self.open_blob(&l.digest)?), l.digest.as_str())?;
+        let r = decompressed(
+            BufReader::new(self.open_blob(&l.digest)?),
+            l.digest.as_str(),
+        )?;
         let size = io::copy(&mut BufReader::new(r), &mut BufWriter::new(&mut t)).at(&path)?;
         t.rewind().at(&tmp)?;
         append(tb, name, size, t)
     }
 
-    fn write_oci<W: Write>(&self, tb: &mut tar::Builder<W>, images: &[(ImageRecord, Vec<Reference>)]) -> Result<()> {
-        append(tb, "oci-layout", OCI_LAYOUT.len() as u64, OCI_LAYOUT.as_bytes())?;
+    fn write_oci<W: Write>(
+        &self,
+        tb: &mut tar::Builder<W>,
+        images: &[(ImageRecord, Vec<Reference>)],
+    ) -> Result<()> {
+        append(
+            tb,
+            "oci-layout",
+            OCI_LAYOUT.len() as u64,
+            OCI_LAYOUT.as_bytes(),
+        )?;
         append_dir(tb, "blobs/")?;
         append_dir(tb, "blobs/sha256/")?;
         let mut index = Index::default();
@@ -534,18 +685,26 @@ impl Store {
             }
             for t in tags {
                 let mut e = img.manifest_desc.clone();
-                e.annotations.insert(ANNOTATION_REF_NAME.into(), t.familiar_tagged());
-                e.annotations.insert(ANNOTATION_IMAGE_NAME.into(), t.full_tagged());
+                e.annotations
+                    .insert(ANNOTATION_REF_NAME.into(), t.familiar_tagged());
+                e.annotations
+                    .insert(ANNOTATION_IMAGE_NAME.into(), t.full_tagged());
                 index.manifests.push(e);
             }
         }
-        let bytes = serde_json::to_vec(&index).map_err(|source| StoreError::Json { what: "index.json".into(), source })?;
+        let bytes = serde_json::to_vec(&index).map_err(|source| StoreError::Json {
+            what: "index.json".into(),
+            source,
+        })?;
         append(tb, "index.json", bytes.len() as u64, &bytes[..])
     }
 }
 
 fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(v).map_err(|source| StoreError::Json { what: "archive metadata".into(), source })
+    serde_json::to_vec(v).map_err(|source| StoreError::Json {
+        what: "archive metadata".into(),
+        source,
+    })
 }
 
 fn header(kind: tar::EntryType, size: u64, mode: u32) -> tar::Header {
@@ -559,14 +718,20 @@ fn header(kind: tar::EntryType, size: u64, mode: u32) -> tar::Header {
     h
 }
 
-fn append<W: Write>(tb: &mut tar::Builder<W>, name: &str, size: u64, data: impl Read) -> Result<()> {
+fn append<W: Write>(
+    tb: &mut tar::Builder<W>,
+    name: &str,
+    size: u64,
+    data: impl Read,
+) -> Result<()> {
     let mut h = header(tar::EntryType::Regular, size, 0o644);
     tb.append_data(&mut h, name, data).at(Path::new(name))
 }
 
 fn append_dir<W: Write>(tb: &mut tar::Builder<W>, name: &str) -> Result<()> {
     let mut h = header(tar::EntryType::Directory, 0, 0o755);
-    tb.append_data(&mut h, name, io::empty()).at(Path::new(name))
+    tb.append_data(&mut h, name, io::empty())
+        .at(Path::new(name))
 }
 
 /// Counts what is read through it.

@@ -40,7 +40,13 @@ impl BlobWriter {
     /// Make the blob durable and visible. With `expected`, a different digest is an error
     /// and nothing is stored. A blob that already exists is success.
     pub fn commit(self, expected: Option<&Digest>) -> Result<Descriptor> {
-        let BlobWriter { file, hasher, size, media_type, blobs } = self;
+        let BlobWriter {
+            file,
+            hasher,
+            size,
+            media_type,
+            blobs,
+        } = self;
         let tmp = file.into_inner().map_err(|e| StoreError::Io {
             path: PathBuf::from("ingest"),
             source: e.into_error(),
@@ -48,13 +54,20 @@ impl BlobWriter {
         let digest = Digest::from_hasher(hasher);
         if let Some(exp) = expected {
             if *exp != digest {
-                return Err(StoreError::DigestMismatch { what: "blob".into(), expected: exp.clone(), actual: digest });
+                return Err(StoreError::DigestMismatch {
+                    what: "blob".into(),
+                    expected: exp.clone(),
+                    actual: digest,
+                });
             }
         }
         let target = blobs.join(digest.hex());
         if !target.exists() {
             tmp.as_file().sync_all().at(tmp.path())?;
-            tmp.persist(&target).map_err(|e| StoreError::Io { path: target.clone(), source: e.error })?;
+            tmp.persist(&target).map_err(|e| StoreError::Io {
+                path: target.clone(),
+                source: e.error,
+            })?;
             sync_dir(&blobs)?;
         }
         Ok(Descriptor::new(&media_type, digest, size))
@@ -77,7 +90,10 @@ impl Store {
     /// Start writing a blob.
     pub fn blob_writer(&self) -> Result<BlobWriter> {
         let ingest = self.ingest_dir();
-        let tmp = tempfile::Builder::new().prefix("blob-").tempfile_in(&ingest).at(&ingest)?;
+        let tmp = tempfile::Builder::new()
+            .prefix("blob-")
+            .tempfile_in(&ingest)
+            .at(&ingest)?;
         Ok(BlobWriter {
             file: BufWriter::with_capacity(256 << 10, tmp),
             hasher: Sha256::new(),
@@ -110,9 +126,13 @@ impl Store {
     pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
         let f = self.open_blob(digest)?;
         let mut buf = Vec::new();
-        f.take(MAX_JSON_BLOB + 1).read_to_end(&mut buf).at(&self.blob_path(digest))?;
+        f.take(MAX_JSON_BLOB + 1)
+            .read_to_end(&mut buf)
+            .at(&self.blob_path(digest))?;
         if buf.len() as u64 > MAX_JSON_BLOB {
-            return Err(StoreError::Unsupported(format!("blob {digest} is too large to be a JSON document")));
+            return Err(StoreError::Unsupported(format!(
+                "blob {digest} is too large to be a JSON document"
+            )));
         }
         Ok(buf)
     }
@@ -120,7 +140,10 @@ impl Store {
     /// Read and parse a JSON blob.
     pub fn read_json_blob<T: DeserializeOwned>(&self, digest: &Digest) -> Result<T> {
         let bytes = self.read_blob(digest)?;
-        serde_json::from_slice(&bytes).map_err(|source| StoreError::Json { what: format!("blob {digest}"), source })
+        serde_json::from_slice(&bytes).map_err(|source| StoreError::Json {
+            what: format!("blob {digest}"),
+            source,
+        })
     }
 
     /// Store `bytes` as a blob.
@@ -136,8 +159,10 @@ impl Store {
 
     /// Serialise `value` as compact JSON and store it.
     pub fn put_json_blob<T: Serialize>(&self, media_type: &str, value: &T) -> Result<Descriptor> {
-        let bytes = serde_json::to_vec(value)
-            .map_err(|source| StoreError::Json { what: format!("new {media_type} blob"), source })?;
+        let bytes = serde_json::to_vec(value).map_err(|source| StoreError::Json {
+            what: format!("new {media_type} blob"),
+            source,
+        })?;
         self.put_blob(media_type, &bytes)
     }
 

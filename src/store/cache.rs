@@ -31,7 +31,11 @@ pub struct CacheRecord {
 }
 
 fn valid_key(key: &str) -> bool {
-    !key.is_empty() && key.len() <= 128 && key.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    !key.is_empty()
+        && key.len() <= 128
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl Store {
@@ -54,8 +58,10 @@ impl Store {
         if !valid_key(key) {
             return Err(StoreError::BadCacheKey(key.to_string()));
         }
-        let bytes = serde_json::to_vec_pretty(record)
-            .map_err(|source| StoreError::Json { what: format!("cache record {key}"), source })?;
+        let bytes = serde_json::to_vec_pretty(record).map_err(|source| StoreError::Json {
+            what: format!("cache record {key}"),
+            source,
+        })?;
         write_atomic(&self.cache_dir().join(key), &bytes)
     }
 
@@ -63,7 +69,10 @@ impl Store {
     pub fn cache_records(&self) -> Result<Vec<(String, CacheRecord)>> {
         let dir = self.cache_dir();
         let mut out = Vec::new();
-        for e in std::fs::read_dir(&dir).map_err(|source| StoreError::Io { path: dir.clone(), source })? {
+        for e in std::fs::read_dir(&dir).map_err(|source| StoreError::Io {
+            path: dir.clone(),
+            source,
+        })? {
             let Ok(e) = e else { continue };
             let name = e.file_name().to_string_lossy().into_owned();
             if let Some(r) = self.cache_get(&name) {

@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use nix::fcntl::FlockArg;
 
 use super::types::{ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
-use super::{media, Descriptor, Digest, ImageConfig, Index, IoContext, Manifest, Reference, Result, Store, StoreError};
+use super::{
+    media, Descriptor, Digest, ImageConfig, Index, IoContext, Manifest, Reference, Result, Store,
+    StoreError,
+};
 
 /// One image: a manifest, its config, and the tags that point at it.
 #[derive(Debug, Clone)]
@@ -31,10 +34,16 @@ impl ImageRecord {
 
 /// The name an index entry carries, if any.
 pub(crate) fn entry_reference(d: &Descriptor) -> Option<Reference> {
-    if let Some(r) = d.annotations.get(ANNOTATION_IMAGE_NAME).and_then(|n| Reference::parse(n).ok()) {
+    if let Some(r) = d
+        .annotations
+        .get(ANNOTATION_IMAGE_NAME)
+        .and_then(|n| Reference::parse(n).ok())
+    {
         return Some(r);
     }
-    d.annotations.get(ANNOTATION_REF_NAME).and_then(|n| Reference::parse(n).ok())
+    d.annotations
+        .get(ANNOTATION_REF_NAME)
+        .and_then(|n| Reference::parse(n).ok())
 }
 
 fn bare(desc: &Descriptor) -> Descriptor {
@@ -46,7 +55,10 @@ impl Store {
     pub fn read_index(&self) -> Result<Index> {
         let path = self.index_path();
         let bytes = std::fs::read(&path).at(&path)?;
-        serde_json::from_slice(&bytes).map_err(|source| StoreError::Json { what: path.display().to_string(), source })
+        serde_json::from_slice(&bytes).map_err(|source| StoreError::Json {
+            what: path.display().to_string(),
+            source,
+        })
     }
 
     /// Read-modify-write `index.json` under the index lock.
@@ -54,8 +66,10 @@ impl Store {
         let _lock = self.lock_file("index.lock", FlockArg::LockExclusive)?;
         let mut index = self.read_index()?;
         let r = f(&mut index)?;
-        let bytes = serde_json::to_vec(&index)
-            .map_err(|source| StoreError::Json { what: "index.json".into(), source })?;
+        let bytes = serde_json::to_vec(&index).map_err(|source| StoreError::Json {
+            what: "index.json".into(),
+            source,
+        })?;
         self.write_atomic(&self.index_path(), &bytes)?;
         Ok(r)
     }
@@ -91,8 +105,10 @@ impl Store {
                     _ => true,
                 });
                 let mut e = entry.clone();
-                e.annotations.insert(ANNOTATION_REF_NAME.into(), r.familiar_tagged());
-                e.annotations.insert(ANNOTATION_IMAGE_NAME.into(), r.full_tagged());
+                e.annotations
+                    .insert(ANNOTATION_REF_NAME.into(), r.familiar_tagged());
+                e.annotations
+                    .insert(ANNOTATION_IMAGE_NAME.into(), r.full_tagged());
                 index.manifests.push(e);
                 if let Some(old) = displaced.filter(|o| o.digest != entry.digest) {
                     if !index.manifests.iter().any(|d| d.digest == old.digest) {
@@ -100,9 +116,14 @@ impl Store {
                     }
                 }
             }
-            let tagged = index.manifests.iter().any(|d| d.digest == entry.digest && entry_reference(d).is_some());
+            let tagged = index
+                .manifests
+                .iter()
+                .any(|d| d.digest == entry.digest && entry_reference(d).is_some());
             if tagged {
-                index.manifests.retain(|d| d.digest != entry.digest || entry_reference(d).is_some());
+                index
+                    .manifests
+                    .retain(|d| d.digest != entry.digest || entry_reference(d).is_some());
             } else if !index.manifests.iter().any(|d| d.digest == entry.digest) {
                 index.manifests.push(entry.clone());
             }
@@ -158,12 +179,22 @@ impl Store {
             }
             let idx: Index = self.read_json_blob(&desc.digest)?;
             desc = bare(pick_platform(&idx.manifests).ok_or_else(|| {
-                StoreError::Unsupported(format!("index {} has no manifest for {}", desc.digest, host_platform()))
+                StoreError::Unsupported(format!(
+                    "index {} has no manifest for {}",
+                    desc.digest,
+                    host_platform()
+                ))
             })?);
         }
         let manifest: Manifest = self.read_json_blob(&desc.digest)?;
         let config: ImageConfig = self.read_json_blob(&manifest.config.digest)?;
-        Ok(ImageRecord { id: manifest.config.digest.clone(), manifest_desc: desc, manifest, config, tags: Vec::new() })
+        Ok(ImageRecord {
+            id: manifest.config.digest.clone(),
+            manifest_desc: desc,
+            manifest,
+            config,
+            tags: Vec::new(),
+        })
     }
 
     /// Every image in the store, one record per manifest, tags gathered; index order.
@@ -201,16 +232,25 @@ impl Store {
                 if let Some(img) = images.iter().find(|i| i.manifest_desc.digest == *d) {
                     return Ok(img.clone());
                 }
-            } else if let Some(img) = images.iter().find(|i| i.tags.iter().any(|t| t.same_tag(&r))) {
+            } else if let Some(img) = images
+                .iter()
+                .find(|i| i.tags.iter().any(|t| t.same_tag(&r)))
+            {
                 return Ok(img.clone());
             }
         }
         let hex = name.strip_prefix("sha256:").unwrap_or(name);
         if !hex.is_empty() && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             let hex = hex.to_ascii_lowercase();
-            let mut found: Vec<&ImageRecord> = images.iter().filter(|i| i.id.hex().starts_with(&hex)).collect();
+            let mut found: Vec<&ImageRecord> = images
+                .iter()
+                .filter(|i| i.id.hex().starts_with(&hex))
+                .collect();
             if found.is_empty() {
-                found = images.iter().filter(|i| i.manifest_desc.digest.hex().starts_with(&hex)).collect();
+                found = images
+                    .iter()
+                    .filter(|i| i.manifest_desc.digest.hex().starts_with(&hex))
+                    .collect();
             }
             found.dedup_by(|a, b| a.id == b.id);
             match found.as_slice() {
@@ -255,7 +295,11 @@ pub(crate) fn pick_platform(manifests: &[Descriptor]) -> Option<&Descriptor> {
         .collect();
     candidates
         .iter()
-        .find(|d| d.platform.as_ref().is_some_and(|p| p.os == "linux" && p.architecture == host_arch()))
+        .find(|d| {
+            d.platform
+                .as_ref()
+                .is_some_and(|p| p.os == "linux" && p.architecture == host_arch())
+        })
         .or_else(|| candidates.first())
         .copied()
 }

@@ -58,7 +58,10 @@ pub(crate) fn check_layer(r: impl Read, layer: &str) -> Result<LayerInfo, StoreE
         let mut ar = tar::Archive::new(&mut hashing);
         let bad_tar = |e: std::io::Error| StoreError::BadArchive {
             file: format!("layer {layer}"),
-            reason: format!("not a valid tar stream (truncated or corrupt?): {e}"),
+            reason: format!(
+                "not a valid tar stream (truncated or corrupt?): {}",
+                super::one_line(&e.to_string())
+            ),
         };
         let mut symlinks: HashSet<String> = HashSet::new();
         for entry in ar.entries().map_err(bad_tar)? {
@@ -66,19 +69,30 @@ pub(crate) fn check_layer(r: impl Read, layer: &str) -> Result<LayerInfo, StoreE
             last_end = entry.raw_file_position() + entry.size().div_ceil(512) * 512;
             let raw = entry.path_bytes();
             let shown = String::from_utf8_lossy(&raw).into_owned();
-            let unsafe_entry =
-                |reason: String| StoreError::UnsafeEntry { layer: layer.to_string(), entry: shown.clone(), reason };
+            let unsafe_entry = |reason: String| StoreError::UnsafeEntry {
+                layer: layer.to_string(),
+                entry: shown.clone(),
+                reason,
+            };
             let path = clean_path(&raw).map_err(|r| unsafe_entry(r.to_string()))?;
             if let Some(link) = through_symlink(&path, &symlinks) {
-                return Err(unsafe_entry(format!("written through the symlink {link} of the same layer")));
+                return Err(unsafe_entry(format!(
+                    "written through the symlink {link} of the same layer"
+                )));
             }
             let kind = entry.header().entry_type();
             if kind.is_hard_link() {
                 let target = entry.link_name_bytes().unwrap_or_default();
-                let target = clean_path(&target)
-                    .map_err(|r| unsafe_entry(format!("hard link to {}: {r}", String::from_utf8_lossy(&target))))?;
+                let target = clean_path(&target).map_err(|r| {
+                    unsafe_entry(format!(
+                        "hard link to {}: {r}",
+                        String::from_utf8_lossy(&target)
+                    ))
+                })?;
                 if through_symlink(&target, &symlinks).is_some() {
-                    return Err(unsafe_entry(format!("hard link to {target} goes through a symlink")));
+                    return Err(unsafe_entry(format!(
+                        "hard link to {target} goes through a symlink"
+                    )));
                 }
             }
             if kind.is_symlink() {
@@ -90,16 +104,24 @@ pub(crate) fn check_layer(r: impl Read, layer: &str) -> Result<LayerInfo, StoreE
     }
     // The tar crate takes a clean EOF at a header boundary for the end; a real archive
     // ends with a zero block, so a stream without one was cut short.
+    if hashing.bytes_read() == 0 {
+        return Err(StoreError::BadArchive {
+            file: format!("layer {layer}"),
+            reason: "empty, not a tar archive".into(),
+        });
+    }
     if hashing.bytes_read() < last_end + 512 {
         return Err(StoreError::BadArchive {
             file: format!("layer {layer}"),
             reason: "truncated tar stream (no end-of-archive marker)".into(),
         });
     }
-    let (diff_id, size) = hashing.drain_and_finish().map_err(|e| StoreError::BadArchive {
-        file: format!("layer {layer}"),
-        reason: format!("read error: {e}"),
-    })?;
+    let (diff_id, size) = hashing
+        .drain_and_finish()
+        .map_err(|e| StoreError::BadArchive {
+            file: format!("layer {layer}"),
+            reason: format!("read error: {}", super::one_line(&e.to_string())),
+        })?;
     Ok(LayerInfo { diff_id, size })
 }
 

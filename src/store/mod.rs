@@ -47,7 +47,7 @@ pub mod reference;
 mod snapshots;
 pub mod types;
 
-pub use archive::{ArchiveFormat, LoadReport};
+pub use archive::{ArchiveFormat, LoadReport, LoadedImage};
 pub use blob::BlobWriter;
 pub use cache::CacheRecord;
 pub use digest::{Digest, HashingReader, HashingWriter, InvalidDigest};
@@ -55,7 +55,8 @@ pub use images::ImageRecord;
 pub use prune::PruneReport;
 pub use reference::{Reference, ReferenceError};
 pub use types::{
-    media, ContainerConfig, Descriptor, Empty, HealthConfig, History, ImageConfig, Index, Manifest, Platform, RootFs,
+    media, ContainerConfig, Descriptor, Empty, HealthConfig, History, ImageConfig, Index, Manifest,
+    Platform, RootFs,
 };
 
 /// Errors of the store. Messages are one line, lower-case, and say what to do next.
@@ -72,10 +73,18 @@ pub enum StoreError {
     Digest(#[from] InvalidDigest),
     /// Content whose digest is not the one promised.
     #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
-    DigestMismatch { what: String, expected: Digest, actual: Digest },
+    DigestMismatch {
+        what: String,
+        expected: Digest,
+        actual: Digest,
+    },
     /// Content whose size is not the one promised.
     #[error("size mismatch for {what}: expected {expected} bytes, got {actual}")]
-    SizeMismatch { what: String, expected: u64, actual: u64 },
+    SizeMismatch {
+        what: String,
+        expected: u64,
+        actual: u64,
+    },
     /// A blob a manifest or index names is not in the store.
     #[error("blob {0} is missing from the store; load or build the image again")]
     MissingBlob(Digest),
@@ -87,13 +96,20 @@ pub enum StoreError {
     AmbiguousId(String),
     /// A JSON document that does not parse.
     #[error("{what}: invalid JSON: {source}")]
-    Json { what: String, source: serde_json::Error },
+    Json {
+        what: String,
+        source: serde_json::Error,
+    },
     /// An archive given to load or import that we refuse.
     #[error("{file}: {reason}")]
     BadArchive { file: String, reason: String },
     /// A layer tar entry that would escape the root or is otherwise unsafe.
     #[error("layer {layer}: entry {entry:?}: {reason}; refusing the image")]
-    UnsafeEntry { layer: String, entry: String, reason: String },
+    UnsafeEntry {
+        layer: String,
+        entry: String,
+        reason: String,
+    },
     /// Content we do not support (yet).
     #[error("{0}")]
     Unsupported(String),
@@ -114,7 +130,10 @@ pub(crate) trait IoContext<T> {
 
 impl<T> IoContext<T> for io::Result<T> {
     fn at(self, path: &Path) -> Result<T> {
-        self.map_err(|source| StoreError::Io { path: path.to_path_buf(), source })
+        self.map_err(|source| StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 }
 
@@ -135,7 +154,9 @@ pub struct Lease {
 impl Store {
     /// Open (creating if needed) the store at `root`.
     pub fn open(root: &Path) -> Result<Store> {
-        let store = Store { root: root.to_path_buf() };
+        let store = Store {
+            root: root.to_path_buf(),
+        };
         for dir in [
             store.blobs_dir(),
             store.root.join("ingest"),
@@ -154,8 +175,11 @@ impl Store {
         if !index.exists() {
             let _g = store.lock_file("index.lock", FlockArg::LockExclusive)?;
             if !index.exists() {
-                let bytes = serde_json::to_vec(&Index::default())
-                    .map_err(|source| StoreError::Json { what: "index.json".into(), source })?;
+                let bytes =
+                    serde_json::to_vec(&Index::default()).map_err(|source| StoreError::Json {
+                        what: "index.json".into(),
+                        source,
+                    })?;
                 store.write_atomic(&index, &bytes)?;
             }
         }
@@ -207,13 +231,23 @@ impl Store {
     /// Take a lease: `prune` waits until it is dropped. Hold one from writing the first blob
     /// of an image (or cache record) until it is tagged (or recorded).
     pub fn lease(&self) -> Result<Lease> {
-        Ok(Lease { _lock: self.lock_file("gc.lock", FlockArg::LockShared)? })
+        Ok(Lease {
+            _lock: self.lock_file("gc.lock", FlockArg::LockShared)?,
+        })
     }
 
     pub(crate) fn lock_file(&self, name: &str, how: FlockArg) -> Result<Flock<File>> {
         let path = self.root.join(name);
-        let f = OpenOptions::new().create(true).truncate(false).write(true).open(&path).at(&path)?;
-        Flock::lock(f, how).map_err(|(_, e)| StoreError::Io { path, source: io::Error::from(e) })
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .at(&path)?;
+        Flock::lock(f, how).map_err(|(_, e)| StoreError::Io {
+            path,
+            source: io::Error::from(e),
+        })
     }
 
     /// Write `bytes` to `path` atomically: temp file in the same directory, fsync, rename,
@@ -226,11 +260,31 @@ impl Store {
 /// Write `bytes` to `path` atomically (temp in the same directory, fsync, rename, fsync dir).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir).at(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .at(dir)?;
     tmp.write_all(bytes).at(tmp.path())?;
     tmp.as_file().sync_all().at(path)?;
-    tmp.persist(path).map_err(|e| StoreError::Io { path: path.to_path_buf(), source: e.error })?;
+    tmp.persist(path).map_err(|e| StoreError::Io {
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
     sync_dir(dir)
+}
+
+/// An error text from a parser (the tar crate quotes raw header bytes) made safe for a
+/// one-line message: control characters become spaces, long texts are cut.
+pub(crate) fn one_line(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    out = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    if out.chars().count() > 160 {
+        out = out.chars().take(160).collect::<String>() + "…";
+    }
+    out
 }
 
 /// fsync a directory so a rename in it survives a crash.

@@ -68,17 +68,27 @@ impl Store {
             if entry_reference(&entry).is_none() {
                 continue;
             }
-            let name = entry_reference(&entry).map(|r| r.to_string()).unwrap_or_else(|| entry.digest.to_string());
+            let name = entry_reference(&entry)
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| entry.digest.to_string());
             keep_blobs.insert(entry.digest.clone());
             if super::media::is_index(&entry.media_type) {
-                let idx: super::Index = self.read_json_blob(&entry.digest).map_err(|e| damaged(&name, e))?;
+                let idx: super::Index = self
+                    .read_json_blob(&entry.digest)
+                    .map_err(|e| damaged(&name, e))?;
                 keep_blobs.extend(idx.manifests.iter().map(|d| d.digest.clone()));
             }
             let img = self.image(&entry).map_err(|e| damaged(&name, e))?;
             keep_blobs.insert(img.manifest_desc.digest.clone());
             keep_blobs.insert(img.id.clone());
             keep_blobs.extend(img.manifest.layers.iter().map(|l| l.digest.clone()));
-            keep_snaps.extend(img.config.rootfs.diff_ids.iter().map(|d| d.hex().to_string()));
+            keep_snaps.extend(
+                img.config
+                    .rootfs
+                    .diff_ids
+                    .iter()
+                    .map(|d| d.hex().to_string()),
+            );
         }
         if !all {
             for (_, rec) in self.cache_records()? {
@@ -96,13 +106,17 @@ impl Store {
         }
         report.untagged_images = self.drop_untagged()?;
 
-
         let blobs = self.blobs_dir();
-        let mut names: Vec<_> = fs::read_dir(&blobs).at(&blobs)?.filter_map(|e| e.ok()).collect();
+        let mut names: Vec<_> = fs::read_dir(&blobs)
+            .at(&blobs)?
+            .filter_map(|e| e.ok())
+            .collect();
         names.sort_by_key(|e| e.file_name());
         for e in names {
             let name = e.file_name().to_string_lossy().into_owned();
-            let keep = Digest::from_hex(&name).map(|d| keep_blobs.contains(&d)).unwrap_or(false);
+            let keep = Digest::from_hex(&name)
+                .map(|d| keep_blobs.contains(&d))
+                .unwrap_or(false);
             if keep {
                 continue;
             }
@@ -116,7 +130,10 @@ impl Store {
         super::sync_dir(&blobs)?;
 
         let snaps = self.snapshots_dir();
-        let mut names: Vec<_> = fs::read_dir(&snaps).at(&snaps)?.filter_map(|e| e.ok()).collect();
+        let mut names: Vec<_> = fs::read_dir(&snaps)
+            .at(&snaps)?
+            .filter_map(|e| e.ok())
+            .collect();
         names.sort_by_key(|e| e.file_name());
         for e in names {
             let name = e.file_name().to_string_lossy().into_owned();

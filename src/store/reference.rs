@@ -36,14 +36,20 @@ pub struct ReferenceError {
 impl Reference {
     /// Parse and normalise a reference.
     pub fn parse(s: &str) -> Result<Reference, ReferenceError> {
-        let err = |reason| ReferenceError { input: s.to_string(), reason };
+        let err = |reason| ReferenceError {
+            input: s.to_string(),
+            reason,
+        };
         if s.is_empty() {
             return Err(err("the reference is empty"));
         }
         let (rest, digest) = match s.split_once('@') {
             Some((n, d)) => (
                 n,
-                Some(Digest::parse(d).map_err(|_| err("the digest is not sha256: with 64 hex digits"))?),
+                Some(
+                    Digest::parse(d)
+                        .map_err(|_| err("the digest is not sha256: with 64 hex digits"))?,
+                ),
             ),
             None => (s, None),
         };
@@ -53,7 +59,9 @@ impl Reference {
         };
         if let Some(t) = tag {
             if !valid_tag(t) {
-                return Err(err("a tag is 1-128 of [A-Za-z0-9_.-] and may not start with . or -"));
+                return Err(err(
+                    "a tag is 1-128 of [A-Za-z0-9_.-] and may not start with . or -",
+                ));
             }
         }
         if name.is_empty() {
@@ -64,7 +72,10 @@ impl Reference {
         }
         let (domain, path) = match name.split_once('/') {
             Some((first, rest))
-                if first.contains('.') || first.contains(':') || first == "localhost" || first.bytes().any(|b| b.is_ascii_uppercase()) =>
+                if first.contains('.')
+                    || first.contains(':')
+                    || first == "localhost"
+                    || first.bytes().any(|b| b.is_ascii_uppercase()) =>
             {
                 if !valid_domain(first) {
                     return Err(err("the registry host is not a valid host[:port]"));
@@ -73,7 +84,11 @@ impl Reference {
             }
             _ => (DEFAULT_DOMAIN.to_string(), name.to_string()),
         };
-        let domain = if domain == "index.docker.io" { DEFAULT_DOMAIN.to_string() } else { domain };
+        let domain = if domain == "index.docker.io" {
+            DEFAULT_DOMAIN.to_string()
+        } else {
+            domain
+        };
         if path.bytes().any(|b| b.is_ascii_uppercase()) {
             return Err(err("repository name must be lowercase"));
         }
@@ -82,11 +97,22 @@ impl Reference {
                 "a repository name is lower-case letters, digits and separators (. _ __ -) between /",
             ));
         }
-        let path = if domain == DEFAULT_DOMAIN && !path.contains('/') { format!("library/{path}") } else { path };
+        let path = if domain == DEFAULT_DOMAIN && !path.contains('/') {
+            format!("library/{path}")
+        } else {
+            path
+        };
         if domain == DEFAULT_DOMAIN && tag.is_none() && digest.is_none() && is_hex64(name) {
-            return Err(err("cannot specify 64-byte hexadecimal strings as a repository name"));
+            return Err(err(
+                "cannot specify 64-byte hexadecimal strings as a repository name",
+            ));
         }
-        Ok(Reference { domain, path, tag: tag.map(str::to_string), digest })
+        Ok(Reference {
+            domain,
+            path,
+            tag: tag.map(str::to_string),
+            digest,
+        })
     }
 
     /// The registry host (`docker.io` for Hub names).
@@ -137,7 +163,12 @@ impl Reference {
 
     /// The same repository with `tag` (and no digest).
     pub fn with_tag(&self, tag: &str) -> Reference {
-        Reference { domain: self.domain.clone(), path: self.path.clone(), tag: Some(tag.to_string()), digest: None }
+        Reference {
+            domain: self.domain.clone(),
+            path: self.path.clone(),
+            tag: Some(tag.to_string()),
+            digest: None,
+        }
     }
 
     /// The same reference with `latest` filled in when there is neither tag nor digest.
@@ -152,17 +183,27 @@ impl Reference {
     /// `app:1` — the familiar name with the tag (`latest` filled in); what `images` shows and
     /// what goes into the index's `org.opencontainers.image.ref.name`.
     pub fn familiar_tagged(&self) -> String {
-        format!("{}:{}", self.familiar_name(), self.tag_or_latest().unwrap_or(DEFAULT_TAG))
+        format!(
+            "{}:{}",
+            self.familiar_name(),
+            self.tag_or_latest().unwrap_or(DEFAULT_TAG)
+        )
     }
 
     /// `docker.io/library/app:1` (fully qualified, `latest` filled in).
     pub fn full_tagged(&self) -> String {
-        format!("{}:{}", self.full_name(), self.tag_or_latest().unwrap_or(DEFAULT_TAG))
+        format!(
+            "{}:{}",
+            self.full_name(),
+            self.tag_or_latest().unwrap_or(DEFAULT_TAG)
+        )
     }
 
     /// Same repository and tag, with `latest` filled in on both sides.
     pub fn same_tag(&self, other: &Reference) -> bool {
-        self.domain == other.domain && self.path == other.path && self.tag_or_latest() == other.tag_or_latest()
+        self.domain == other.domain
+            && self.path == other.path
+            && self.tag_or_latest() == other.tag_or_latest()
     }
 }
 
@@ -196,7 +237,8 @@ fn valid_tag(t: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 /// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
@@ -268,7 +310,10 @@ mod tests {
         assert_eq!(p("team/app:1").full_tagged(), "docker.io/team/app:1");
         assert_eq!(p("team/app:1").to_string(), "team/app:1");
         let r = p("registry:5000/team/app:1");
-        assert_eq!((r.domain(), r.path(), r.tag()), ("registry:5000", "team/app", Some("1")));
+        assert_eq!(
+            (r.domain(), r.path(), r.tag()),
+            ("registry:5000", "team/app", Some("1"))
+        );
         assert_eq!(r.to_string(), "registry:5000/team/app:1");
         assert_eq!(p("localhost/app").domain(), "localhost");
         assert_eq!(p("a.b/c").domain(), "a.b");
@@ -283,8 +328,21 @@ mod tests {
     #[test]
     fn rejects_what_docker_rejects() {
         for bad in [
-            "", "App", "app:", ":1", "app:-x", "a//b", "a/", "-a", "a__-b", "app@sha256:xyz",
-            "app:a/b", "reg:port/x", "UPPER", &"a".repeat(256), &"ab".repeat(32),
+            "",
+            "App",
+            "app:",
+            ":1",
+            "app:-x",
+            "a//b",
+            "a/",
+            "-a",
+            "a__-b",
+            "app@sha256:xyz",
+            "app:a/b",
+            "reg:port/x",
+            "UPPER",
+            &"a".repeat(256),
+            &"ab".repeat(32),
             &format!("app:{}", "t".repeat(129)),
         ] {
             assert!(Reference::parse(bad).is_err(), "{bad:?} should be rejected");

@@ -33,7 +33,11 @@ impl Store {
 
     /// [`Store::ensure_unpacked`], also returning the unpack's warnings (device nodes
     /// skipped without privilege, xattrs refused, ...); empty when the snapshot existed.
-    pub fn ensure_unpacked_report(&self, layer: &Descriptor, diff_id: &Digest) -> Result<(PathBuf, Vec<String>)> {
+    pub fn ensure_unpacked_report(
+        &self,
+        layer: &Descriptor,
+        diff_id: &Digest,
+    ) -> Result<(PathBuf, Vec<String>)> {
         let dest = self.snapshot_dir(diff_id);
         if dest.is_dir() {
             return Ok((dest, Vec::new()));
@@ -43,14 +47,26 @@ impl Store {
         let blob = BufReader::with_capacity(256 << 10, self.open_blob(&layer.digest)?);
         let reader = super::archive::decompressed(blob, &layer.digest.to_string())?;
         let snaps = self.snapshots_dir();
-        let tmp = tempfile::Builder::new().prefix(".tmp-").tempdir_in(&snaps).at(&snaps)?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempdir_in(&snaps)
+            .at(&snaps)?;
         let tree = tmp.path().join("tree");
         fs::create_dir(&tree).at(&tree)?;
         fs::set_permissions(&tree, fs::Permissions::from_mode(0o755)).at(&tree)?;
         let mut hashing = HashingReader::new(reader);
-        let report = snapshot::unpack_layer_with(&mut hashing, &tree, &snapshot::UnpackOptions::overlay_layer())
-            .map_err(|e| StoreError::Unpack { layer: layer.digest.clone(), message: e.to_string() })?;
-        let (actual, _) = hashing.drain_and_finish().at(&self.blob_path(&layer.digest))?;
+        let report = snapshot::unpack_layer_with(
+            &mut hashing,
+            &tree,
+            &snapshot::UnpackOptions::overlay_layer(),
+        )
+        .map_err(|e| StoreError::Unpack {
+            layer: layer.digest.clone(),
+            message: e.to_string(),
+        })?;
+        let (actual, _) = hashing
+            .drain_and_finish()
+            .at(&self.blob_path(&layer.digest))?;
         if actual != *diff_id {
             return Err(StoreError::DigestMismatch {
                 what: format!("uncompressed layer {}", layer.digest),
@@ -62,7 +78,12 @@ impl Store {
             Ok(()) => {}
             // Someone else finished first: theirs is as good as ours.
             Err(_) if dest.is_dir() => {}
-            Err(e) => return Err(StoreError::Io { path: dest, source: e }),
+            Err(e) => {
+                return Err(StoreError::Io {
+                    path: dest,
+                    source: e,
+                })
+            }
         }
         super::sync_dir(&snaps)?;
         Ok((dest, report.warnings))

@@ -30,7 +30,8 @@ pub mod media {
     /// Docker schema 2 manifest.
     pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
     /// Docker manifest list.
-    pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+    pub const DOCKER_MANIFEST_LIST: &str =
+        "application/vnd.docker.distribution.manifest.list.v2+json";
     /// Docker image config.
     pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
     /// Docker layer (gzip, or plain tar in practice).
@@ -256,7 +257,10 @@ pub struct RootFs {
 
 impl Default for RootFs {
     fn default() -> Self {
-        RootFs { kind: "layers".to_string(), diff_ids: Vec::new() }
+        RootFs {
+            kind: "layers".to_string(),
+            diff_ids: Vec::new(),
+        }
     }
 }
 

@@ -1,0 +1,978 @@
+//! The `__sandbox-init` side: the init process (A) and the payload's setup (B) up to exec.
+//! See the module docs of [`crate::sandbox`] for the process tree.
+
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Component, Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::stat::Mode;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{ForkResult, Gid, Pid, Uid};
+use serde::{Deserialize, Serialize};
+
+use super::{sys, FromInit, InitRequest, Network, Rootfs, ToInit, DEFAULT_PATH, FD_ENV};
+
+/// Signals init passes on to the payload.
+const FORWARDED: [Signal; 7] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+];
+
+/// Payload → init report over the close-on-exec pipe (nothing = exec succeeded).
+#[derive(Debug, Serialize, Deserialize)]
+enum ChildReport {
+    Setup(String),
+    Exec {
+        argv0: String,
+        reason: String,
+        code: i32,
+    },
+}
+
+/// Entry point of the hidden `__sandbox-init` subcommand; returns the exit code (the
+/// payload's code, 128+signal when it was killed, 125 when the sandbox could not be set up).
+pub fn init_main() -> u8 {
+    let Some(sock) = inherited_socket() else {
+        return 125;
+    };
+    let mut conn = Conn {
+        sock,
+        buf: Vec::new(),
+        open: true,
+    };
+    let req = match conn.read_start() {
+        Ok(r) => r,
+        Err(msg) => {
+            conn.send(&FromInit::Failed { message: msg });
+            return 125;
+        }
+    };
+    match supervise(&mut conn, &req) {
+        Ok(code) => code,
+        Err(msg) => {
+            conn.send(&FromInit::Failed { message: msg });
+            125
+        }
+    }
+}
+
+fn inherited_socket() -> Option<UnixStream> {
+    let raw: i32 = std::env::var(FD_ENV).ok()?.parse().ok()?;
+    if raw < 3 {
+        return None;
+    }
+    // Is it an open socket at all? fstat through nix before taking ownership.
+    let st = nix::sys::stat::fstat(raw).ok()?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return None;
+    }
+    let fd = sys::own_fd(raw);
+    let _ = nix::fcntl::fcntl(
+        fd.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
+    Some(UnixStream::from(fd))
+}
+
+/// The control connection to the parent rbuild.
+struct Conn {
+    sock: UnixStream,
+    buf: Vec<u8>,
+    open: bool,
+}
+
+impl Conn {
+    fn read_start(&mut self) -> Result<InitRequest, String> {
+        loop {
+            if let Some(msg) = self.next_message() {
+                return match msg {
+                    ToInit::Start(r) => Ok(*r),
+                    other => Err(format!("unexpected first message {other:?}")),
+                };
+            }
+            let mut chunk = [0u8; 8192];
+            let n = self
+                .sock
+                .read(&mut chunk)
+                .map_err(|e| format!("reading the spec: {e}"))?;
+            if n == 0 {
+                return Err("the parent closed the connection before sending the spec".into());
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    fn next_message(&mut self) -> Option<ToInit> {
+        loop {
+            let nl = self.buf.iter().position(|b| *b == b'\n')?;
+            let line: Vec<u8> = self.buf.drain(..=nl).collect();
+            if let Ok(m) = serde_json::from_slice(&line[..line.len() - 1]) {
+                return Some(m);
+            }
+        }
+    }
+
+    fn send(&mut self, msg: &FromInit) {
+        if !self.open {
+            return;
+        }
+        if let Ok(mut line) = serde_json::to_vec(msg) {
+            line.push(b'\n');
+            let _ = self.sock.write_all(&line);
+        }
+    }
+}
+
+/// Init: set up namespaces, fork the payload, relay signals, wait, clean up.
+fn supervise(conn: &mut Conn, req: &InitRequest) -> Result<u8, String> {
+    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+    let _ = nix::unistd::chdir("/");
+
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    for s in FORWARDED {
+        mask.add(s);
+    }
+    mask.thread_block()
+        .map_err(|e| format!("blocking signals: {e}"))?;
+    let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(|e| format!("signalfd: {e}"))?;
+
+    let scratch = tempfile::Builder::new()
+        .prefix(".rbuild-sandbox-")
+        .tempdir_in(&req.scratch_parent)
+        .map_err(|e| {
+            format!(
+                "creating a scratch dir in {}: {e}",
+                req.scratch_parent.display()
+            )
+        })?
+        .keep();
+    let stubs = match &req.rootfs {
+        Rootfs::Dir(dir) => missing_mountpoints(dir, req),
+        Rootfs::Overlay { .. } => Vec::new(),
+    };
+
+    let mut flags = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
+    if req.network == Network::None {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    if let Err(e) = unshare(flags) {
+        let _ = std::fs::remove_dir(&scratch);
+        return Err(format!(
+            "unshare of the PID/UTS/IPC namespaces: {e} (rbuild needs root)"
+        ));
+    }
+
+    let (report_r, report_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    // Held open by init; the payload sees it hang up if init died before PR_SET_PDEATHSIG.
+    let (alive_r, alive_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    let child = match sys::fork_single_threaded() {
+        Err(e) => {
+            let _ = std::fs::remove_dir(&scratch);
+            return Err(format!("fork: {e}"));
+        }
+        Ok(ForkResult::Child) => {
+            drop(report_r);
+            drop(alive_w);
+            let report = match payload(req, &scratch, &stubs, alive_r) {
+                Ok(never) => match never {},
+                Err(r) => r,
+            };
+            let code = match &report {
+                ChildReport::Exec { code, .. } => *code,
+                ChildReport::Setup(_) => 125,
+            };
+            if let Ok(bytes) = serde_json::to_vec(&report) {
+                let mut f = std::fs::File::from(report_w);
+                let _ = f.write_all(&bytes);
+            }
+            std::process::exit(code);
+        }
+        Ok(ForkResult::Parent { child }) => child,
+    };
+    drop(report_w);
+    drop(alive_r);
+    // Our stdio copies would keep the payload's pipes open after it ended.
+    detach_stdio();
+
+    let status = relay(conn, &sigfd, report_r, child);
+
+    if let Rootfs::Dir(dir) = &req.rootfs {
+        remove_stubs(dir, &stubs);
+    }
+    let _ = std::fs::remove_dir(&scratch);
+    if let Some(path) = &req.status_file {
+        let _ = write_status(path, status);
+    }
+    Ok(u8::try_from(status).unwrap_or(255))
+}
+
+fn detach_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        for fd in 0..3 {
+            let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
+        }
+    }
+}
+
+/// Init's event loop; returns the payload's exit status (code or 128+signal).
+fn relay(conn: &mut Conn, sigfd: &SignalFd, report_r: OwnedFd, child: Pid) -> i32 {
+    let mut report = std::fs::File::from(report_r);
+    let mut report_buf = Vec::new();
+    let mut report_open = true;
+    let mut detached = false;
+    let mut status: Option<i32> = None;
+    while status.is_none() || report_open {
+        let mut fds = vec![PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
+        if report_open {
+            fds.push(PollFd::new(report.as_fd(), PollFlags::POLLIN));
+        }
+        let sock_idx = fds.len();
+        if conn.open {
+            fds.push(PollFd::new(conn.sock.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(fds);
+
+        if ready[0] {
+            while let Ok(Some(info)) = sigfd.read_signal() {
+                let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
+                    continue;
+                };
+                if sig == Signal::SIGCHLD {
+                    loop {
+                        match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+                            Ok(WaitStatus::Exited(_, c)) => status = Some(c),
+                            Ok(WaitStatus::Signaled(_, s, _)) => status = Some(128 + s as i32),
+                            Ok(WaitStatus::StillAlive) | Err(_) => break,
+                            Ok(_) => continue,
+                        }
+                        break;
+                    }
+                } else if status.is_none() {
+                    let _ = kill(child, sig);
+                }
+            }
+        }
+        if report_open && ready[1] {
+            let mut chunk = [0u8; 4096];
+            match report.read(&mut chunk) {
+                Ok(0) | Err(_) => {
+                    report_open = false;
+                    let msg = if report_buf.is_empty() {
+                        FromInit::Started {
+                            pid: child.as_raw(),
+                        }
+                    } else {
+                        match serde_json::from_slice::<ChildReport>(&report_buf) {
+                            Ok(ChildReport::Exec {
+                                argv0,
+                                reason,
+                                code,
+                            }) => FromInit::ExecFailed {
+                                argv0,
+                                reason,
+                                code,
+                            },
+                            Ok(ChildReport::Setup(message)) => FromInit::Failed { message },
+                            Err(_) => FromInit::Failed {
+                                message: "garbled report from the payload".into(),
+                            },
+                        }
+                    };
+                    conn.send(&msg);
+                }
+                Ok(n) => report_buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        if conn.open && ready.get(sock_idx).copied().unwrap_or(false) {
+            let mut chunk = [0u8; 4096];
+            match conn.sock.read(&mut chunk) {
+                Ok(0) | Err(_) => {
+                    conn.open = false;
+                    if !detached && status.is_none() {
+                        // rbuild went away without detaching: nothing may stay behind.
+                        let _ = kill(child, Signal::SIGKILL);
+                    }
+                }
+                Ok(n) => {
+                    conn.buf.extend_from_slice(&chunk[..n]);
+                    while let Some(msg) = conn.next_message() {
+                        match msg {
+                            ToInit::Signal(n) => {
+                                if let (None, Ok(sig)) = (status, Signal::try_from(n)) {
+                                    let _ = kill(child, sig);
+                                }
+                            }
+                            ToInit::Detach => detached = true,
+                            ToInit::Start(_) => {}
+                        }
+                    }
+                    if detached {
+                        conn.open = false;
+                    }
+                }
+            }
+        }
+    }
+    status.unwrap_or(255)
+}
+
+fn write_status(path: &Path, status: i32) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    writeln!(tmp, "{status}")?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// A mountpoint the payload needs: path relative to the root, and whether it is a dir.
+#[derive(Debug, Clone)]
+struct Mountpoint {
+    rel: PathBuf,
+    dir: bool,
+}
+
+fn rel(p: &Path) -> PathBuf {
+    p.components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .collect()
+}
+
+fn mountpoints(req: &InitRequest) -> Vec<Mountpoint> {
+    let mut v = vec![
+        Mountpoint {
+            rel: "proc".into(),
+            dir: true,
+        },
+        Mountpoint {
+            rel: "dev".into(),
+            dir: true,
+        },
+        Mountpoint {
+            rel: "etc/hosts".into(),
+            dir: false,
+        },
+        Mountpoint {
+            rel: "etc/resolv.conf".into(),
+            dir: false,
+        },
+    ];
+    for m in &req.mounts {
+        let dir = std::fs::metadata(&m.src)
+            .map(|md| md.is_dir())
+            .unwrap_or(true);
+        v.push(Mountpoint {
+            rel: rel(&m.dst),
+            dir,
+        });
+    }
+    v
+}
+
+/// Paths (relative, parents first) that must be created in a Dir rootfs for the mounts.
+/// Nothing below a symlink is listed: creating through an image's symlink could write
+/// outside the rootfs.
+fn missing_mountpoints(root: &Path, req: &InitRequest) -> Vec<Mountpoint> {
+    let mut out: Vec<Mountpoint> = Vec::new();
+    for mp in mountpoints(req) {
+        let comps: Vec<_> = mp.rel.components().collect();
+        let mut cur = PathBuf::new();
+        for (i, c) in comps.iter().enumerate() {
+            cur.push(c);
+            let last = i + 1 == comps.len();
+            match std::fs::symlink_metadata(root.join(&cur)) {
+                Ok(md) if md.file_type().is_symlink() => break,
+                Ok(_) => continue,
+                Err(_) => {
+                    if !out.iter().any(|o| o.rel == cur) {
+                        out.push(Mountpoint {
+                            rel: cur.clone(),
+                            dir: !last || mp.dir,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Remove the stubs created in a Dir rootfs, children first, only while still empty.
+fn remove_stubs(root: &Path, stubs: &[Mountpoint]) {
+    for s in stubs.iter().rev() {
+        let p = root.join(&s.rel);
+        if s.dir {
+            let _ = std::fs::remove_dir(&p);
+        } else if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file() && m.len() == 0) {
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+}
+
+/// Create `stubs` under `root` (no symlink is followed: each was checked missing).
+fn create_stubs(root: &Path, stubs: &[Mountpoint]) -> Result<(), String> {
+    for s in stubs {
+        let p = root.join(&s.rel);
+        let r = if s.dir {
+            std::fs::DirBuilder::new().mode_0755().create(&p)
+        } else {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&p)
+                .map(drop)
+        };
+        match r {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("creating mountpoint /{}: {e}", s.rel.display())),
+        }
+    }
+    Ok(())
+}
+
+trait DirBuilderExt2 {
+    fn mode_0755(&mut self) -> &mut Self;
+}
+impl DirBuilderExt2 for std::fs::DirBuilder {
+    fn mode_0755(&mut self) -> &mut Self {
+        use std::os::unix::fs::DirBuilderExt;
+        self.mode(0o755)
+    }
+}
+
+/// Lower stub layer for an overlay root: every mountpoint, parents included.
+fn build_stub_layer(stub: &Path, req: &InitRequest) -> Result<(), String> {
+    let mut all = Vec::new();
+    for mp in mountpoints(req) {
+        let comps: Vec<_> = mp.rel.components().collect();
+        let mut cur = PathBuf::new();
+        for (i, c) in comps.iter().enumerate() {
+            cur.push(c);
+            let last = i + 1 == comps.len();
+            all.push(Mountpoint {
+                rel: cur.clone(),
+                dir: !last || mp.dir,
+            });
+        }
+    }
+    std::fs::create_dir(stub).map_err(|e| format!("creating {}: {e}", stub.display()))?;
+    create_stubs(stub, &all)
+}
+
+fn setup_err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> ChildReport {
+    ChildReport::Setup(format!("{what}: {e}"))
+}
+
+/// Longest option string passed to mount(2) (the kernel copies one page).
+const OVERLAY_OPTIONS_MAX: usize = 4000;
+
+/// The options of the rootfs overlay. `redirect_dir=off` and `metacopy=off` keep the upper
+/// dir a plain tree of whole files (a renamed lower dir is copied, a chmod copies data), so
+/// it can be turned into an OCI layer by walking it, whatever the kernel's defaults are.
+fn overlay_options(lower: &[&Path], upper: &Path, work: &Path) -> Result<String, ChildReport> {
+    let mut lowers = Vec::new();
+    for l in lower {
+        lowers.push(overlay_escape(l)?);
+    }
+    Ok(format!(
+        "lowerdir={},upperdir={},workdir={},redirect_dir=off,metacopy=off,index=off",
+        lowers.join(":"),
+        overlay_escape(upper)?,
+        overlay_escape(work)?
+    ))
+}
+
+/// Escape a path for overlayfs's lowerdir/upperdir/workdir options.
+fn overlay_escape(p: &Path) -> Result<String, ChildReport> {
+    let s = p
+        .to_str()
+        .ok_or_else(|| ChildReport::Setup(format!("overlay path {} is not UTF-8", p.display())))?;
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        if matches!(ch, ':' | ',' | '\\') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    Ok(out)
+}
+
+/// Is any component of `rel` below `root` a symlink (or missing)? Mount targets must be
+/// real paths inside the root: the kernel would follow an image's symlink out of it.
+fn target_ok(root: &Path, rel: &Path) -> Result<bool, String> {
+    let mut cur = root.to_path_buf();
+    for c in rel.components() {
+        cur.push(c);
+        match std::fs::symlink_metadata(&cur) {
+            Ok(md) if md.file_type().is_symlink() => return Ok(false),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(format!("{}: {e}", cur.display())),
+        }
+    }
+    Ok(true)
+}
+
+fn bind(src: &Path, dst: &Path, readonly: bool) -> Result<(), ChildReport> {
+    mount(
+        Some(src),
+        dst,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| {
+        setup_err(
+            format!("bind mount {} on {}", src.display(), dst.display()),
+            e,
+        )
+    })?;
+    if readonly {
+        mount(
+            None::<&str>,
+            dst,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .map_err(|e| setup_err(format!("read-only remount of {}", dst.display()), e))?;
+    }
+    Ok(())
+}
+
+/// The payload: everything between fork and exec. Returns only on error.
+fn payload(
+    req: &InitRequest,
+    scratch: &Path,
+    stubs: &[Mountpoint],
+    alive: OwnedFd,
+) -> Result<Infallible, ChildReport> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+        .map_err(|e| setup_err("prctl(PR_SET_PDEATHSIG)", e))?;
+    // getppid() is 0 here (the parent is outside the new PID namespace), so ask the pipe
+    // whether init is still there.
+    let mut fds = [PollFd::new(alive.as_fd(), PollFlags::POLLIN)];
+    if poll(&mut fds, PollTimeout::ZERO).map_err(|e| setup_err("poll", e))? != 0 {
+        return Err(ChildReport::Setup(
+            "the sandbox init died during setup".into(),
+        ));
+    }
+    drop(alive);
+    unshare(CloneFlags::CLONE_NEWNS).map_err(|e| setup_err("unshare of the mount namespace", e))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| setup_err("making mounts private", e))?;
+    mount(
+        Some("tmpfs"),
+        scratch,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0700,size=1m"),
+    )
+    .map_err(|e| setup_err("mounting the scratch tmpfs", e))?;
+    let root = scratch.join("root");
+    std::fs::create_dir(&root).map_err(|e| setup_err("creating the root mountpoint", e))?;
+
+    match &req.rootfs {
+        Rootfs::Overlay { lower, upper, work } => {
+            let stub = scratch.join("stub");
+            build_stub_layer(&stub, req).map_err(ChildReport::Setup)?;
+            let layers: Vec<&Path> = lower
+                .iter()
+                .map(PathBuf::as_path)
+                .chain(std::iter::once(stub.as_path()))
+                .collect();
+            let mut data = overlay_options(&layers, upper, work)?;
+            // mount(2) takes one page of options. With many layers, name each lower by a
+            // short /proc/self/fd/N link to an O_PATH descriptor instead (held until mounted).
+            let mut _held = Vec::new();
+            if data.len() > OVERLAY_OPTIONS_MAX {
+                let mut links = Vec::new();
+                for l in &layers {
+                    let fd = nix::fcntl::open(
+                        *l,
+                        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(|e| setup_err(format!("opening layer {}", l.display()), e))?;
+                    links.push(PathBuf::from(format!("/proc/self/fd/{fd}")));
+                    _held.push(sys::own_fd(fd));
+                }
+                let refs: Vec<&Path> = links.iter().map(PathBuf::as_path).collect();
+                data = overlay_options(&refs, upper, work)?;
+                if data.len() > OVERLAY_OPTIONS_MAX {
+                    return Err(ChildReport::Setup(format!(
+                        "{} layers do not fit in the overlay mount options; squash some layers",
+                        layers.len()
+                    )));
+                }
+            }
+            mount(
+                Some("overlay"),
+                &root,
+                Some("overlay"),
+                MsFlags::empty(),
+                Some(data.as_str()),
+            )
+            .map_err(|e| {
+                setup_err(
+                    format!("mounting the overlay rootfs (upper {})", upper.display()),
+                    e,
+                )
+            })?;
+        }
+        Rootfs::Dir(dir) => {
+            if !dir.is_dir() {
+                return Err(ChildReport::Setup(format!(
+                    "rootfs {} is not a directory",
+                    dir.display()
+                )));
+            }
+            bind(dir, &root, false)?;
+            create_stubs(&root, stubs).map_err(ChildReport::Setup)?;
+        }
+    }
+
+    // /proc (this process is in the new PID namespace, so the mount shows only its own).
+    let proc_dir = root.join("proc");
+    if !target_ok(&root, Path::new("proc")).map_err(ChildReport::Setup)? {
+        return Err(ChildReport::Setup(
+            "/proc in the rootfs is a symlink or missing".into(),
+        ));
+    }
+    mount(
+        Some("proc"),
+        &proc_dir,
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .map_err(|e| setup_err("mounting /proc", e))?;
+    // /proc/sys read-only, as Docker does.
+    let sys_dir = proc_dir.join("sys");
+    bind(&sys_dir, &sys_dir, true)?;
+    // Mask what Docker masks: kernel memory, keys, timers; firmware-ish directories.
+    if !req.privileged {
+        for f in [
+            "kcore",
+            "keys",
+            "timer_list",
+            "sched_debug",
+            "latency_stats",
+        ] {
+            let p = proc_dir.join(f);
+            if p.is_file() {
+                bind(Path::new("/dev/null"), &p, true)?;
+            }
+        }
+        for d in ["acpi", "scsi"] {
+            let p = proc_dir.join(d);
+            if p.is_dir() {
+                mount(
+                    Some("tmpfs"),
+                    &p,
+                    Some("tmpfs"),
+                    MsFlags::MS_RDONLY,
+                    None::<&str>,
+                )
+                .map_err(|e| setup_err(format!("masking /proc/{d}"), e))?;
+            }
+        }
+    }
+
+    setup_dev(&root)?;
+    setup_etc(&root, scratch, req)?;
+
+    for m in &req.mounts {
+        let r = rel(&m.dst);
+        if !target_ok(&root, &r).map_err(ChildReport::Setup)? {
+            return Err(ChildReport::Setup(format!(
+                "mount target {} is a symlink in the image (or could not be created)",
+                m.dst.display()
+            )));
+        }
+        if !m.src.exists() {
+            return Err(ChildReport::Setup(format!(
+                "mount source {} does not exist",
+                m.src.display()
+            )));
+        }
+        bind(&m.src, &root.join(&r), m.readonly)?;
+    }
+
+    nix::unistd::sethostname(&req.hostname).map_err(|e| setup_err("sethostname", e))?;
+    if req.network == Network::None {
+        sys::loopback_up().map_err(|e| setup_err("bringing lo up", e))?;
+    }
+
+    enter_root(&root)?;
+
+    // The user, resolved with the image's files.
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let user = super::user::resolve(req.user.as_deref().unwrap_or("0"), &passwd, &group)
+        .map_err(ChildReport::Setup)?;
+
+    match std::fs::metadata(&req.cwd) {
+        Ok(md) if md.is_dir() => {}
+        Ok(_) => {
+            return Err(ChildReport::Setup(format!(
+                "working directory {} is not a directory",
+                req.cwd.display()
+            )))
+        }
+        Err(e) => {
+            return Err(ChildReport::Setup(format!(
+                "working directory {} in the rootfs: {e} (create it first, e.g. with WORKDIR)",
+                req.cwd.display()
+            )))
+        }
+    }
+
+    nix::unistd::setsid().map_err(|e| setup_err("setsid", e))?;
+    if req.pty {
+        sys::set_controlling_tty(std::io::stdin().as_fd())
+            .map_err(|e| setup_err("setting the controlling terminal", e))?;
+    }
+    if !req.privileged {
+        sys::limit_capabilities(sys::DOCKER_DEFAULT_CAPS)
+            .map_err(|e| setup_err("dropping capabilities", e))?;
+    }
+    let groups: Vec<Gid> = user.groups.iter().map(|g| Gid::from_raw(*g)).collect();
+    nix::unistd::setgroups(&groups).map_err(|e| setup_err("setgroups", e))?;
+    nix::unistd::setgid(Gid::from_raw(user.gid))
+        .map_err(|e| setup_err(format!("setgid {}", user.gid), e))?;
+    nix::unistd::setuid(Uid::from_raw(user.uid))
+        .map_err(|e| setup_err(format!("setuid {}", user.uid), e))?;
+    nix::unistd::chdir(&req.cwd).map_err(|e| {
+        setup_err(
+            format!("chdir to {} as uid {}", req.cwd.display(), user.uid),
+            e,
+        )
+    })?;
+
+    let mut env = req.env.clone();
+    if req.set_home && !env.iter().any(|(k, _)| k == "HOME") {
+        env.push((
+            "HOME".into(),
+            user.home.clone().unwrap_or_else(|| "/".into()),
+        ));
+    }
+    exec(&req.argv, &env)
+}
+
+fn setup_dev(root: &Path) -> Result<(), ChildReport> {
+    if !target_ok(root, Path::new("dev")).map_err(ChildReport::Setup)? {
+        return Err(ChildReport::Setup(
+            "/dev in the rootfs is a symlink or missing".into(),
+        ));
+    }
+    let dev = root.join("dev");
+    mount(
+        Some("tmpfs"),
+        &dev,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+    )
+    .map_err(|e| setup_err("mounting /dev", e))?;
+    for name in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let p = dev.join(name);
+        std::fs::File::create(&p).map_err(|e| setup_err(format!("creating /dev/{name}"), e))?;
+        bind(&Path::new("/dev").join(name), &p, false)?;
+    }
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ] {
+        std::os::unix::fs::symlink(target, dev.join(link))
+            .map_err(|e| setup_err(format!("creating /dev/{link}"), e))?;
+    }
+    let pts = dev.join("pts");
+    std::fs::create_dir(&pts).map_err(|e| setup_err("creating /dev/pts", e))?;
+    mount(
+        Some("devpts"),
+        &pts,
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    )
+    .map_err(|e| setup_err("mounting /dev/pts", e))?;
+    let shm = dev.join("shm");
+    std::fs::create_dir(&shm).map_err(|e| setup_err("creating /dev/shm", e))?;
+    mount(
+        Some("shm"),
+        &shm,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=1777,size=65536k"),
+    )
+    .map_err(|e| setup_err("mounting /dev/shm", e))?;
+    Ok(())
+}
+
+/// Private copies of the host's /etc/hosts and /etc/resolv.conf, bound over the image's
+/// regular files (or the stubs); an image's symlink there is left alone.
+fn setup_etc(root: &Path, scratch: &Path, req: &InitRequest) -> Result<(), ChildReport> {
+    let hosts = match req.network {
+        Network::Host => std::fs::read("/etc/hosts").unwrap_or_default(),
+        Network::None => {
+            b"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_vec()
+        }
+    };
+    let resolv = std::fs::read("/etc/resolv.conf").unwrap_or_default();
+    for (name, content) in [("hosts", hosts), ("resolv.conf", resolv)] {
+        let r = Path::new("etc").join(name);
+        if !target_ok(root, &r).map_err(ChildReport::Setup)? {
+            continue;
+        }
+        let target = root.join(&r);
+        if !std::fs::symlink_metadata(&target).is_ok_and(|m| m.is_file()) {
+            continue;
+        }
+        let copy = scratch.join(name);
+        std::fs::write(&copy, content)
+            .map_err(|e| setup_err(format!("writing the sandbox's /etc/{name}"), e))?;
+        bind(&copy, &target, false)?;
+    }
+    Ok(())
+}
+
+/// pivot_root into `root` (pivot_root(".", ".") then detach the old root, no put_old dir
+/// needed in the image); chroot when pivot_root is refused (e.g. a rootfs on ramfs).
+fn enter_root(root: &Path) -> Result<(), ChildReport> {
+    nix::unistd::chdir(root).map_err(|e| setup_err("chdir to the new root", e))?;
+    match nix::unistd::pivot_root(".", ".") {
+        Ok(()) => {
+            umount2(".", MntFlags::MNT_DETACH)
+                .map_err(|e| setup_err("detaching the old root", e))?;
+        }
+        Err(_) => {
+            nix::unistd::chroot(".").map_err(|e| setup_err("chroot into the rootfs", e))?;
+        }
+    }
+    nix::unistd::chdir("/").map_err(|e| setup_err("chdir to /", e))?;
+    Ok(())
+}
+
+fn exec_error(argv0: &str, reason: String, errno: Option<nix::errno::Errno>) -> ChildReport {
+    let code = match errno {
+        Some(nix::errno::Errno::ENOENT) | Some(nix::errno::Errno::ENOTDIR) | None => 127,
+        Some(_) => 126,
+    };
+    ChildReport::Exec {
+        argv0: argv0.to_string(),
+        reason,
+        code,
+    }
+}
+
+fn is_executable_file(p: &Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| m.is_file())
+        && nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
+}
+
+/// Look up argv[0] in the spec's PATH and exec it with exactly the spec's environment.
+fn exec(argv: &[String], env: &[(String, String)]) -> Result<Infallible, ChildReport> {
+    let argv0 = &argv[0];
+    let path_var = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or(DEFAULT_PATH);
+    let prog: PathBuf = if argv0.contains('/') {
+        PathBuf::from(argv0)
+    } else {
+        let found = path_var
+            .split(':')
+            .map(|d| if d.is_empty() { "." } else { d })
+            .find_map(|d| {
+                let p = Path::new(d).join(argv0);
+                is_executable_file(&p).then_some(p)
+            });
+        match found {
+            Some(p) => p,
+            None => {
+                return Err(exec_error(
+                    argv0,
+                    "executable file not found in $PATH".into(),
+                    None,
+                ))
+            }
+        }
+    };
+    let cstr = |s: &str| {
+        CString::new(s).map_err(|_| exec_error(argv0, "argument contains a NUL byte".into(), None))
+    };
+    let prog_c = CString::new(prog.as_os_str().as_encoded_bytes())
+        .map_err(|_| exec_error(argv0, "path contains a NUL byte".into(), None))?;
+    let args = argv
+        .iter()
+        .map(|a| cstr(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let env = env
+        .iter()
+        .map(|(k, v)| cstr(&format!("{k}={v}")))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    sys::reset_signals().map_err(|e| setup_err("resetting signal handlers", e))?;
+    sys::cloexec_from(3).map_err(|e| setup_err("close_range", e))?;
+    let e = match nix::unistd::execve(&prog_c, &args, &env) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    };
+    let reason = match e {
+        nix::errno::Errno::ENOENT => "no such file or directory".to_string(),
+        nix::errno::Errno::EACCES => "permission denied".to_string(),
+        nix::errno::Errno::ENOEXEC => "exec format error".to_string(),
+        other => other.desc().to_lowercase(),
+    };
+    Err(exec_error(argv0, reason, Some(e)))
+}
