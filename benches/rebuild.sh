@@ -531,7 +531,7 @@ PEERS=()
 for t in "${WANT_TOOLS[@]}"; do [ "$t" = rbuild ] || PEERS+=("$t"); done
 
 {
-  printf '# rebuild benchmark: %s files + %s MB data file, median of %s run(s), seconds\n' "$FILES" "$DATA_MB" "$RUNS"
+  printf "# rebuild benchmark: %s files + %s MB data file, median of %s run(s), seconds; rbuild/peer < 1 means rbuild is faster\n" "$FILES" "$DATA_MB" "$RUNS"
   printf '%-12s' scenario
   for t in "${WANT_TOOLS[@]}"; do printf ' %10s' "$t"; done
   if [ "$HAVE_RB" = 1 ]; then for p in "${PEERS[@]}"; do printf ' %16s' "rbuild/$p"; done; fi
