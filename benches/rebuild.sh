@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Tool functions are called by name ("${tool}_reset" ...), which shellcheck cannot follow.
+# shellcheck disable=SC2317
 # Rebuild benchmark: rbuild against BuildKit (through a dockerd this script starts) and buildah.
 #
 # Generates a seed-shaped project (FROM busybox:local, WORKDIR /app, COPY requirements.txt .,
@@ -324,7 +326,9 @@ buildkit_start() {
   local i=0
   until dk version >/dev/null 2>&1; do
     if ! kill -0 "$DOCKERD_PID" 2>/dev/null || [ "$i" -ge 300 ]; then
-      NOTE[buildkit]="dockerd did not start: $(grep -v '^$' "$DK/dockerd.log" | tail -n1 | cut -c1-200)"
+      local why
+      why=$(grep -v '^$' "$DK/dockerd.log" | tail -n1 | cut -c1-200 || true)
+      NOTE[buildkit]="dockerd did not start: ${why:-it exited without a message}"
       stop_dockerd
       return 1
     fi
@@ -398,15 +402,18 @@ buildah_cache_supported() {
     return 1
   fi
   local port i
-  port=$(awk 'BEGIN { srand(); print 20000 + int(rand() * 20000) }')
+  for ((i = 0; i < 20; i++)); do  # a port nothing listens on yet
+    port=$(awk -v s="$RANDOM" 'BEGIN { srand(s); print 20000 + int(rand() * 20000) }')
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
+  done
   mkdir -p "$BH/registry"
   printf 'version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s/registry\nhttp:\n  addr: 127.0.0.1:%s\n' \
     "$BH" "$port" >"$BH/registry.yml"
   "$reg" serve "$BH/registry.yml" >"$WORK/logs/registry.log" 2>&1 </dev/null &
   REGISTRY_PID=$!
   for ((i = 0; i < 100; i++)); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then BH_REG=127.0.0.1:$port/bench-cache; return 0; fi
     kill -0 "$REGISTRY_PID" 2>/dev/null || break
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then BH_REG=127.0.0.1:$port/bench-cache; return 0; fi
     sleep 0.1
   done
   NA[buildah/cache-from]="the loopback docker-registry did not start (see its log)"
@@ -520,7 +527,7 @@ peak_kb() { # TOOL [SCENARIO] → KB or empty
   for k in "${!PEAK[@]}"; do
     case "$k" in "$t/$s"*) [ "${PEAK[$k]}" -gt "$m" ] && m=${PEAK[$k]} ;; esac
   done
-  [ "$m" -gt 0 ] && echo "$m" || true
+  if [ "$m" -gt 0 ]; then echo "$m"; fi
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2fx", a / b; else print "-" }'; }
 is_num() { case "$1" in ''|*[!0-9.]*) return 1 ;; *) return 0 ;; esac; }
