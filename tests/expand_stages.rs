@@ -714,3 +714,48 @@ EXPOSE 8080/tcp "9090"
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn arg_values_for_run_history() {
+    let p = plan(
+        "FROM scratch\nARG A B=2 C\nENV B=env\nRUN true\n",
+        &with_args(&[("A", "1")]),
+    );
+    let run = &p.scoped[0].as_ref().unwrap().instructions[2];
+    assert_eq!(
+        run.scope.arg_values(),
+        [
+            ("A".to_string(), "1".to_string()),
+            ("B".to_string(), "env".to_string()),
+            ("C".to_string(), String::new())
+        ]
+    );
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+    /// Planning never panics: random multi-stage files from a soup of instructions whose words
+    /// use variables, stage references and bad substitutions.
+    #[test]
+    fn planning_never_panics(
+        lines in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "FROM scratch AS a", "FROM a AS b", "FROM $IMG", "FROM ${IMG:-busybox} AS c",
+                "FROM b", "ARG IMG=x", "ARG A", "ARG B=${A:-1}", "ENV A=$B C=${A:+y}",
+                "COPY --from=a /x /y", "COPY --from=1 /x /y", "COPY --from=c /x /y",
+                "COPY --from=9 /x /y", "WORKDIR /w/$A", "USER ${U:?}", "EXPOSE $A 80",
+                "VOLUME /v", "LABEL k=$A", "RUN echo $A", "ONBUILD COPY --from=a /x /y",
+                "STOPSIGNAL ${S#SIG}", "RUN --mount=from=b,target=/m true",
+            ]),
+            1..12,
+        ),
+        target in proptest::option::of(proptest::sample::select(vec!["a", "b", "c", "zz"])),
+    ) {
+        let text = lines.join("\n");
+        if let Ok(df) = rbuild::dockerfile::parse(&text, std::path::Path::new("Dockerfile")) {
+            let mut opts = with_args(&[("A", "1"), ("UNUSED", "2")]);
+            opts.target = target.map(str::to_string);
+            let _ = plan_stages(&df, &opts, &|_| vec!["PATH=/bin".to_string()]);
+        }
+    }
+}

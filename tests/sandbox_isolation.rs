@@ -163,28 +163,38 @@ fn host_files_and_mounts_are_not_visible() {
         root_line.split(' ').nth(3).unwrap().ends_with("/rootfs"),
         "{root_line}"
     );
-    let host = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let inside: Vec<&str> = out
-        .lines()
-        .map(|l| l.split(' ').nth(4).unwrap_or(""))
-        .collect();
-    for l in host.lines() {
+    // Every mount inside is one the sandbox made; none of the host's other mounts.
+    let allowed = [
+        "/",
+        "/proc",
+        "/proc/sys",
+        "/proc/keys",
+        "/proc/timer_list",
+        "/proc/acpi",
+        "/proc/scsi",
+        "/proc/kcore",
+        "/proc/sched_debug",
+        "/proc/latency_stats",
+        "/sys",
+        "/sys/firmware",
+        "/dev",
+        "/dev/null",
+        "/dev/zero",
+        "/dev/full",
+        "/dev/random",
+        "/dev/urandom",
+        "/dev/tty",
+        "/dev/pts",
+        "/dev/shm",
+        "/etc/hosts",
+        "/etc/resolv.conf",
+    ];
+    for l in out.lines().filter(|l| l.contains(" - ")) {
         let mp = l.split(' ').nth(4).unwrap();
-        if mp != "/"
-            && mp != "/proc"
-            && mp != "/dev"
-            && !mp.starts_with("/dev/")
-            && !mp.starts_with("/proc/")
-            && !mp.starts_with("/etc/")
-        {
-            assert!(
-                !inside.contains(&mp),
-                "host mount {mp} is visible inside: {out}"
-            );
-        }
+        assert!(allowed.contains(&mp), "unexpected mount {mp} inside: {out}");
     }
     // Mountpoints created in the Dir rootfs are gone afterwards.
-    for p in ["proc", "dev", "etc/hosts", "etc/resolv.conf"] {
+    for p in ["proc", "dev", "sys", "etc/hosts", "etc/resolv.conf"] {
         assert!(!f.root.join(p).exists(), "stub {p} left in the rootfs");
     }
 }
@@ -192,9 +202,16 @@ fn host_files_and_mounts_are_not_visible() {
 #[test]
 fn network_none_has_only_lo_up_and_host_network_is_the_hosts() {
     let f = fixture();
-    let mut s = sh(Rootfs::Dir(f.root.clone()), "cat /proc/net/dev; ip link");
+    let mut s = sh(
+        Rootfs::Dir(f.root.clone()),
+        "cat /proc/net/dev; ip link; ls /sys/class/net",
+    );
     s.network = Network::None;
     let out = run_ok(&s);
+    assert!(
+        out.ends_with("\nlo\n"),
+        "/sys shows the sandbox's network namespace: {out}"
+    );
     let ifaces: Vec<&str> = out
         .lines()
         .skip(2)
@@ -406,6 +423,38 @@ fn bind_mounts_rw_and_ro() {
     assert_eq!(std::fs::read_to_string(rw.join("out")).unwrap(), "w\n");
     assert_eq!(std::fs::read_to_string(ro.join("data")).unwrap(), "keep");
     assert!(!f.root.join("mnt").exists(), "mountpoint stub left behind");
+
+    // A file bound below /dev (BuildKit puts RUN heredocs in /dev/pipes), on both roots.
+    let script = tmp.path().join("script");
+    std::fs::write(&script, "#!/bin/sh\necho from-heredoc\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let upper = tmp.path().join("upper");
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&upper).unwrap();
+    std::fs::create_dir(&work).unwrap();
+    for rootfs in [
+        Rootfs::Dir(f.root.clone()),
+        Rootfs::Overlay {
+            lower: vec![f.root.clone()],
+            upper: upper.clone(),
+            work,
+        },
+    ] {
+        let mut s = sh(rootfs, "");
+        s.argv = vec!["/dev/pipes/EOF".into()];
+        s.mounts = vec![BindMount {
+            src: script.clone(),
+            dst: "/dev/pipes/EOF".into(),
+            readonly: true,
+        }];
+        assert_eq!(run_ok(&s), "from-heredoc\n");
+    }
+    assert!(!f.root.join("dev").exists());
+    assert_eq!(
+        std::fs::read_dir(&upper).unwrap().count(),
+        0,
+        "nothing in upper"
+    );
 }
 
 fn processes_with(marker: &str) -> Vec<String> {
@@ -431,12 +480,21 @@ fn kill_and_drop_leave_no_process_behind() {
         &format!("sleep 1{marker}1 & sleep 1{marker}2; echo never"),
     );
     let mut sb = sandbox::spawn(&s, Path::new(INIT)).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let sleeps = processes_with(marker)
-        .into_iter()
-        .filter(|p| p.contains(": sleep"))
-        .count();
-    assert_eq!(sleeps, 2, "{:?}", processes_with(marker));
+    let sleeps = || {
+        processes_with(marker)
+            .into_iter()
+            .filter(|p| p.contains(": sleep"))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while sleeps() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            processes_with(marker)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     sb.kill(Signal::SIGKILL).unwrap();
     assert_eq!(sb.wait().unwrap(), 137);
     assert!(

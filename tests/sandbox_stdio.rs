@@ -60,7 +60,7 @@ fn pty_is_the_controlling_terminal_and_can_be_resized() {
     let tmp = tempfile::tempdir().unwrap();
     busybox_rootfs(tmp.path());
     let script = "test -t 0 && test -t 1 && echo is-a-tty; stty size; read line; echo got-$line; stty size; \
-                  test -e /dev/tty && echo </dev/tty && echo ctty-ok";
+                  echo ctty-ok > /dev/tty; tty; ls -1 /dev/pts";
     let mut sb = sandbox::spawn(&sh(tmp.path(), script, Stdio::Pty), Path::new(INIT)).unwrap();
     assert!(sb.take_stdout().is_none());
     let mut master = sb.take_pty().unwrap();
@@ -96,17 +96,27 @@ fn pty_is_the_controlling_terminal_and_can_be_resized() {
     assert!(out.contains("is-a-tty\n"), "{out}");
     assert!(out.contains("got-hello\n33 101\n"), "{out}");
     assert!(out.contains("ctty-ok"), "{out}");
+    // The pty belongs to the sandbox's own devpts.
+    assert!(out.contains("\n/dev/pts/0\n0\nptmx\n"), "{out}");
 }
 
 #[test]
 fn resize_pty_on_the_handle() {
     let tmp = tempfile::tempdir().unwrap();
     busybox_rootfs(tmp.path());
-    let mut sb = sandbox::spawn(
-        &sh(tmp.path(), "read x; stty size", Stdio::Pty),
-        Path::new(INIT),
+    // As a non-root user: the pty is theirs.
+    std::fs::write(
+        tmp.path().join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n",
     )
     .unwrap();
+    let mut spec = sh(
+        tmp.path(),
+        "read x; stty size; echo mine > /dev/tty; stat -c %u /dev/pts/0",
+        Stdio::Pty,
+    );
+    spec.user = Some("nobody".into());
+    let mut sb = sandbox::spawn(&spec, Path::new(INIT)).unwrap();
     sb.resize_pty(40, 120).unwrap();
     let mut master = sb.take_pty().unwrap();
     master.write_all(b"go\n").unwrap();
@@ -120,7 +130,9 @@ fn resize_pty_on_the_handle() {
     }
     assert_eq!(sb.wait().unwrap(), 0);
     assert!(
-        String::from_utf8_lossy(&out).contains("40 120"),
+        String::from_utf8_lossy(&out)
+            .replace('\r', "")
+            .contains("40 120\nmine\n65534\n"),
         "{}",
         String::from_utf8_lossy(&out)
     );
@@ -252,4 +264,107 @@ fn detaching_a_sandbox_that_already_ended_is_fine() {
         nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(d.pid as i32), 4)
     );
     assert_eq!(std::fs::read_to_string(&status).unwrap(), "4\n");
+}
+
+#[test]
+fn a_wrong_init_exe_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    busybox_rootfs(tmp.path());
+    let spec = sh(tmp.path(), "true", Stdio::Null);
+    let e = sandbox::spawn(&spec, Path::new("/nonexistent/rbuild")).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("cannot start the sandbox init /nonexistent/rbuild"),
+        "{e}"
+    );
+    let e = sandbox::spawn(&spec, Path::new("/bin/true")).unwrap_err();
+    assert!(e.to_string().contains("ended without a report"), "{e}");
+}
+
+#[test]
+fn payload_starts_with_default_signal_dispositions_and_empty_mask() {
+    let tmp = tempfile::tempdir().unwrap();
+    busybox_rootfs(tmp.path());
+    // The spawning thread blocks SIGTERM and SIGINT; the test harness ignores SIGPIPE.
+    let root = tmp.path().to_path_buf();
+    let out = std::thread::spawn(move || {
+        let mut set = nix::sys::signal::SigSet::empty();
+        set.add(Signal::SIGTERM);
+        set.add(Signal::SIGINT);
+        set.thread_block().unwrap();
+        let mut spec = sh(&root, "", Stdio::Piped);
+        spec.argv = vec!["/bin/cat".into(), "/proc/self/status".into()];
+        let mut sb = sandbox::spawn(&spec, Path::new(INIT)).unwrap();
+        let mut out = String::new();
+        sb.take_stdout().unwrap().read_to_string(&mut out).unwrap();
+        assert_eq!(sb.wait().unwrap(), 0);
+        out
+    })
+    .join()
+    .unwrap();
+    assert!(out.contains("SigBlk:\t0000000000000000\n"), "{out}");
+    // Standard signals (the low 31 bits; 32 and 33 belong to glibc).
+    let ign = out
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:\t"))
+        .unwrap();
+    assert_eq!(
+        u64::from_str_radix(ign, 16).unwrap() & 0x7fff_ffff,
+        0,
+        "{out}"
+    );
+}
+
+/// Host pids of the processes in the PID namespace `ns` (as read from /proc/PID/ns/pid),
+/// with their state letter.
+fn processes_in_pid_ns(ns: &Path) -> Vec<(u32, char)> {
+    let mut v = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if std::fs::read_link(entry.path().join("ns/pid"))
+            .ok()
+            .as_deref()
+            == Some(ns)
+        {
+            let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+            let state = status
+                .lines()
+                .find_map(|l| l.strip_prefix("State:\t"))
+                .and_then(|s| s.chars().next())
+                .unwrap_or('?');
+            v.push((pid, state));
+        }
+    }
+    v
+}
+
+#[test]
+fn a_zombie_under_a_non_reaping_pid_1_is_reaped_when_the_sandbox_ends() {
+    let tmp = tempfile::tempdir().unwrap();
+    busybox_rootfs(tmp.path());
+    // PID 1 becomes `sleep`, which never reaps: its child turns into a zombie.
+    let mut sb = sandbox::spawn(
+        &sh(tmp.path(), "sleep 0.1 & exec sleep 1", Stdio::Null),
+        Path::new(INIT),
+    )
+    .unwrap();
+    let ns = std::fs::read_link(format!("/proc/{}/ns/pid", sb.container_pid())).unwrap();
+    assert_ne!(ns, std::fs::read_link("/proc/self/ns/pid").unwrap());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !processes_in_pid_ns(&ns).iter().any(|(_, s)| *s == 'Z') {
+        assert!(
+            Instant::now() < deadline,
+            "no zombie appeared: {:?}",
+            processes_in_pid_ns(&ns)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(sb.wait().unwrap(), 0);
+    assert_eq!(
+        processes_in_pid_ns(&ns),
+        [],
+        "processes (or zombies) left in the sandbox's namespace"
+    );
 }

@@ -24,13 +24,22 @@ fn setup() -> (tempfile::TempDir, PathBuf, PathBuf) {
 /// only paths outside `dest` are the ones `setup` made.
 fn refuse(entries: &[Raw<'_>], needle: &str) -> SnapshotError {
     let (tmp, dest, outside) = setup();
-    let before: Vec<String> = all_paths(tmp.path()).into_iter().filter(|p| !p.starts_with("dest")).collect();
+    let before: Vec<String> = all_paths(tmp.path())
+        .into_iter()
+        .filter(|p| !p.starts_with("dest"))
+        .collect();
     let tar = raw_tar(entries);
     let err = snapshot::unpack_layer(&tar[..], &dest).expect_err("hostile tar was accepted");
     let msg = err.to_string();
-    assert!(msg.contains(needle), "error {msg:?} does not mention {needle:?}");
+    assert!(
+        msg.contains(needle),
+        "error {msg:?} does not mention {needle:?}"
+    );
     assert!(!msg.contains('\n'), "error is not one line: {msg:?}");
-    let after: Vec<String> = all_paths(tmp.path()).into_iter().filter(|p| !p.starts_with("dest")).collect();
+    let after: Vec<String> = all_paths(tmp.path())
+        .into_iter()
+        .filter(|p| !p.starts_with("dest"))
+        .collect();
     assert_eq!(before, after, "something was written outside dest");
     assert_eq!(fs::read(outside.join("secret")).unwrap(), b"keep");
     err
@@ -41,7 +50,10 @@ fn dotdot_entry_is_refused() {
     let e = refuse(&[file("../evil", b"x")], "../evil");
     assert!(matches!(e, SnapshotError::UnsafeEntry { .. }));
     refuse(&[file("sub/../../evil", b"x")], "leaves the destination");
-    refuse(&[file("sub/../../outside/secret", b"x")], "leaves the destination");
+    refuse(
+        &[file("sub/../../outside/secret", b"x")],
+        "leaves the destination",
+    );
 }
 
 #[test]
@@ -67,14 +79,30 @@ fn write_through_symlink_to_outside_is_refused() {
     let e = refuse(&entries, "link");
     assert!(e.to_string().contains("outside the destination"), "{e}");
     // The classic: link -> /etc, then link/passwd.
-    refuse(&[symlink("etc", "/etc"), file("etc/passwd", b"root::0:0::/:/bin/sh")], "outside");
+    refuse(
+        &[
+            symlink("etc", "/etc"),
+            file("etc/passwd", b"root::0:0::/:/bin/sh"),
+        ],
+        "outside",
+    );
     drop(tmp);
 }
 
 #[test]
 fn relative_symlink_escaping_is_refused() {
-    refuse(&[symlink("up", "../../.."), file("up/tmp/evil-rel", b"x")], "leaves the destination");
-    refuse(&[dir("a"), symlink("a/b", "../../outside"), file("a/b/secret", b"x")], "leaves the destination");
+    refuse(
+        &[symlink("up", "../../.."), file("up/tmp/evil-rel", b"x")],
+        "leaves the destination",
+    );
+    refuse(
+        &[
+            dir("a"),
+            symlink("a/b", "../../outside"),
+            file("a/b/secret", b"x"),
+        ],
+        "leaves the destination",
+    );
 }
 
 #[test]
@@ -89,8 +117,14 @@ fn symlink_inside_is_followed_and_any_target_is_stored() {
     ]);
     snapshot::unpack_layer(&tar[..], &dest).unwrap();
     assert_eq!(fs::read(dest.join("usr/lib/libc.so")).unwrap(), b"elf");
-    assert_eq!(fs::read_link(dest.join("abs")).unwrap(), Path::new("/etc/passwd"));
-    assert_eq!(fs::read_link(dest.join("dangling")).unwrap(), Path::new("../../../nowhere"));
+    assert_eq!(
+        fs::read_link(dest.join("abs")).unwrap(),
+        Path::new("/etc/passwd")
+    );
+    assert_eq!(
+        fs::read_link(dest.join("dangling")).unwrap(),
+        Path::new("../../../nowhere")
+    );
 }
 
 #[test]
@@ -102,16 +136,25 @@ fn final_symlink_is_replaced_not_followed() {
     snapshot::unpack_layer(&tar[..], &dest).unwrap();
     assert_eq!(fs::read(&target).unwrap(), b"keep");
     assert_eq!(fs::read(dest.join("f")).unwrap(), b"new");
-    assert!(!fs::symlink_metadata(dest.join("f")).unwrap().file_type().is_symlink());
+    assert!(!fs::symlink_metadata(dest.join("f"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
 }
 
 #[test]
 fn hardlink_to_outside_is_refused() {
-    refuse(&[hardlink("h", "../outside/secret")], "leaves the destination");
+    refuse(
+        &[hardlink("h", "../outside/secret")],
+        "leaves the destination",
+    );
     refuse(&[hardlink("h", "/etc/passwd")], "absolute");
     let (_, _, outside) = setup();
     let t = outside.to_str().unwrap().to_owned();
-    refuse(&[symlink("o", &t), hardlink("h", "o/secret")], "outside the destination");
+    refuse(
+        &[symlink("o", &t), hardlink("h", "o/secret")],
+        "outside the destination",
+    );
     refuse(&[hardlink("h", "missing")], "not in the destination");
     refuse(&[dir("d"), hardlink("h", "d")], "directory");
 }
@@ -129,7 +172,11 @@ fn hardlink_inside_works() {
 }
 
 fn good_tar() -> Vec<u8> {
-    raw_tar(&[dir("d"), file("d/big", &[7u8; 5000]), file("d/small", b"hi")])
+    raw_tar(&[
+        dir("d"),
+        file("d/big", &[7u8; 5000]),
+        file("d/small", b"hi"),
+    ])
 }
 
 #[test]
@@ -153,9 +200,13 @@ fn truncated_tar_is_an_error() {
 fn non_tar_and_empty_inputs_are_errors() {
     let (_tmp, dest, _) = setup();
     let junk: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 3) as u8).collect();
-    let msg = snapshot::unpack_layer(&junk[..], &dest).unwrap_err().to_string();
+    let msg = snapshot::unpack_layer(&junk[..], &dest)
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("corrupt"), "{msg}");
-    let msg = snapshot::unpack_layer(&b""[..], &dest).unwrap_err().to_string();
+    let msg = snapshot::unpack_layer(&b""[..], &dest)
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("truncated"), "{msg}");
 }
 
@@ -167,7 +218,10 @@ fn truncated_gzip_is_an_error() {
     let (_tmp, dest, _) = setup();
     let r = snapshot::maybe_decompress(&gz[..gz.len() / 2]).unwrap();
     let msg = snapshot::unpack_layer(r, &dest).unwrap_err().to_string();
-    assert!(msg.contains("truncated") || msg.contains("corrupt"), "{msg}");
+    assert!(
+        msg.contains("truncated") || msg.contains("corrupt"),
+        "{msg}"
+    );
     // The whole stream is fine.
     let (_tmp, dest, _) = setup();
     snapshot::unpack_layer(snapshot::maybe_decompress(&gz[..]).unwrap(), &dest).unwrap();
@@ -177,7 +231,9 @@ fn truncated_gzip_is_an_error() {
 #[test]
 fn zstd_is_refused_clearly() {
     let data = [0x28u8, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0];
-    let Err(e) = snapshot::maybe_decompress(&data[..]) else { panic!("zstd accepted") };
+    let Err(e) = snapshot::maybe_decompress(&data[..]) else {
+        panic!("zstd accepted")
+    };
     assert!(e.to_string().contains("zstd"));
 }
 
@@ -207,13 +263,21 @@ fn device_tar() -> Vec<u8> {
 #[test]
 fn device_nodes_are_skipped_with_a_warning_when_not_permitted() {
     let (_tmp, dest, _) = setup();
-    let opts = UnpackOptions { mode: UnpackMode::Flatten, same_owner: false, devices: false };
+    let opts = UnpackOptions {
+        parents_from: Vec::new(),
+        mode: UnpackMode::Flatten,
+        same_owner: false,
+        devices: false,
+    };
     let report = snapshot::unpack_layer_with(&device_tar()[..], &dest, &opts).unwrap();
     assert!(!dest.join("dev/null").exists());
     assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
     assert!(report.warnings[0].contains("dev/null"));
     use std::os::unix::fs::FileTypeExt;
-    assert!(fs::symlink_metadata(dest.join("dev/fifo")).unwrap().file_type().is_fifo());
+    assert!(fs::symlink_metadata(dest.join("dev/fifo"))
+        .unwrap()
+        .file_type()
+        .is_fifo());
 }
 
 #[test]
@@ -237,7 +301,10 @@ fn failed_unpack_to_new_dir_leaves_nothing() {
     let tar = raw_tar(&[file("ok", b"1"), file("../evil", b"x")]);
     snapshot::unpack_to_new_dir(&tar[..], &target, &UnpackOptions::default()).unwrap_err();
     assert!(!target.exists());
-    let leftovers: Vec<_> = fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let leftovers: Vec<_> = fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(leftovers.len(), 2, "temp dir left behind: {leftovers:?}");
     let tar = raw_tar(&[file("ok", b"1")]);
     snapshot::unpack_to_new_dir(&tar[..], &target, &UnpackOptions::default()).unwrap();

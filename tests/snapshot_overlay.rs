@@ -16,7 +16,10 @@ fn is_root() -> bool {
 }
 
 fn plain() -> WriteOptions {
-    WriteOptions { mtime: MtimePolicy::Keep, compression: LayerCompression::None }
+    WriteOptions {
+        mtime: MtimePolicy::Keep,
+        compression: LayerCompression::None,
+    }
 }
 
 fn mkdirs(base: &Path, names: &[&str]) -> Vec<PathBuf> {
@@ -66,18 +69,23 @@ fn overlay_upper_becomes_oci_whiteouts_and_applies_everywhere() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    assert!(overlay::overlay_supported(tmp.path()), "overlayfs should work on this machine kind");
+    assert!(
+        overlay::overlay_supported(tmp.path()),
+        "overlayfs should work on this machine kind"
+    );
     let [lower, upper, work, merged] =
-        <[PathBuf; 4]>::try_from(mkdirs(tmp.path(), &["lower", "upper", "work", "merged"])).unwrap();
+        <[PathBuf; 4]>::try_from(mkdirs(tmp.path(), &["lower", "upper", "work", "merged"]))
+            .unwrap();
     make_lower(&lower);
 
-    let guard = overlay::mount(&[lower.clone()], &upper, &work, &merged).unwrap();
+    let guard = overlay::mount(std::slice::from_ref(&lower), &upper, &work, &merged).unwrap();
     run_step(&merged);
     let expected = describe_opts(&merged, false);
     guard.unmount().unwrap();
 
     let mut tar = Vec::new();
-    let stats = snapshot::write_layer_with(&upper, DiffSource::OverlayUpper, &mut tar, &plain()).unwrap();
+    let stats =
+        snapshot::write_layer_with(&upper, DiffSource::OverlayUpper, &mut tar, &plain()).unwrap();
     let names = tar_names(&tar);
     assert!(names.contains(&"a/.wh.file".to_owned()), "{names:?}");
     assert!(names.contains(&"d/.wh..wh..opq".to_owned()), "{names:?}");
@@ -139,7 +147,11 @@ fn opaque_marker_keeps_what_the_same_layer_wrote() {
     ]);
     snapshot::unpack_layer(&tar[..], dest).unwrap();
     let names = snapshot_util::all_paths(dest);
-    assert_eq!(names, ["", "d", "d/after", "d/sub", "d/sub/mine"], "{names:?}");
+    assert_eq!(
+        names,
+        ["", "d", "d/after", "d/sub", "d/sub/mine"],
+        "{names:?}"
+    );
 }
 
 #[test]
@@ -159,27 +171,41 @@ fn tree_diff_fallback_matches_the_changed_tree() {
     fs::create_dir(&lower).unwrap();
     make_lower(&lower);
     std::os::unix::fs::symlink("a/keep", lower.join("link")).unwrap();
+    fs::create_dir_all(lower.join("deep/er")).unwrap();
+    fs::write(lower.join("deep/er/f"), b"v1").unwrap();
+    fs::write(lower.join("deep/same"), b"same").unwrap();
     // The copy fallback: original + working copy.
     let (orig, work) = (tmp.path().join("orig"), tmp.path().join("work"));
     fs::create_dir(&orig).unwrap();
     fs::create_dir(&work).unwrap();
-    snapshot::copy_tree(&[lower.clone()], &orig).unwrap();
-    snapshot::copy_tree(&[lower.clone()], &work).unwrap();
+    snapshot::copy_tree(std::slice::from_ref(&lower), &orig).unwrap();
+    snapshot::copy_tree(std::slice::from_ref(&lower), &work).unwrap();
     assert_eq!(describe_opts(&orig, true), describe_opts(&lower, true));
 
     run_step(&work);
+    // Type changes: a file becomes a directory, a directory a file.
+    fs::remove_file(work.join("a/keep")).unwrap();
+    fs::create_dir(work.join("a/keep")).unwrap();
+    fs::write(work.join("a/keep/inner"), b"inner").unwrap();
+    fs::remove_dir_all(work.join("d")).unwrap();
+    fs::write(work.join("d"), b"now a file").unwrap();
     fs::remove_file(work.join("link")).unwrap();
     std::os::unix::fs::symlink("a/other", work.join("link")).unwrap();
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(work.join("a/keep"), fs::Permissions::from_mode(0o700)).unwrap();
+    fs::set_permissions(work.join("top"), fs::Permissions::from_mode(0o600)).unwrap();
+    // Rewritten in place: the directories' mtimes stay, yet the parents must be in the layer.
+    fs::write(work.join("deep/er/f"), b"v2").unwrap();
 
     let mut tar = Vec::new();
     snapshot::diff_trees(&orig, &work, &mut tar, &plain()).unwrap();
     let names = tar_names(&tar);
     assert!(names.contains(&"a/.wh.file".to_owned()), "{names:?}");
-    assert!(names.contains(&"d/.wh.x".to_owned()) && names.contains(&"d/.wh.sub".to_owned()), "{names:?}");
-    assert!(!names.iter().any(|n| n.starts_with("d/sub/")), "{names:?}");
+    assert!(names.contains(&"a/keep/inner".to_owned()), "{names:?}");
+    assert!(!names.iter().any(|n| n.starts_with("d/")), "{names:?}");
     assert!(names.contains(&"a/keep".to_owned()) && names.contains(&"link".to_owned()));
+    let deep: Vec<&String> = names.iter().filter(|n| n.starts_with("deep")).collect();
+    assert_eq!(deep, ["deep", "deep/er", "deep/er/f"], "{names:?}");
 
     // Unchanged: no entries at all.
     let mut empty = Vec::new();
@@ -223,6 +249,72 @@ fn scratch_and_many_lowers_mount() {
     assert!(m2.join("f0").exists() && m2.join("f119").exists());
     drop(g);
 
-    let bad = overlay::mount(&[tmp.path().join("a:b")], &u2, &w2, &m2).unwrap_err().to_string();
+    let bad = overlay::mount(&[tmp.path().join("a:b")], &u2, &w2, &m2)
+        .unwrap_err()
+        .to_string();
     assert!(bad.contains("':'"), "{bad}");
+}
+
+/// A whiteout never hides what the same layer wrote, in either mode; one written before the
+/// entry (`.wh.x` then `x`) is replaced by it.
+#[test]
+fn whiteout_and_entry_of_one_name_in_one_layer() {
+    if !is_root() {
+        return;
+    }
+    let tar = raw_tar(&[
+        file("a", b"mine"),
+        file(".wh.a", b""),
+        file(".wh.b", b""),
+        file("b", b"new"),
+    ]);
+    for opts in [UnpackOptions::default(), UnpackOptions::overlay_layer()] {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("b"), b"lower").unwrap();
+        snapshot::unpack_layer_with(&tar[..], tmp.path(), &opts).unwrap();
+        assert_eq!(
+            fs::read(tmp.path().join("a")).unwrap(),
+            b"mine",
+            "{:?}",
+            opts.mode
+        );
+        assert_eq!(
+            fs::read(tmp.path().join("b")).unwrap(),
+            b"new",
+            "{:?}",
+            opts.mode
+        );
+    }
+}
+
+/// A layer writing `tmp/x` without a `tmp/` entry must not turn the image's sticky 1777 /tmp
+/// into a 0755 one in the overlay.
+#[test]
+fn implicit_parents_take_the_lower_layers_metadata() {
+    if !is_root() {
+        return;
+    }
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let tmp = tempfile::tempdir().unwrap();
+    let lower = tmp.path().join("lower");
+    fs::create_dir_all(lower.join("tmp")).unwrap();
+    fs::set_permissions(lower.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
+    std::os::unix::fs::lchown(lower.join("tmp"), Some(3), Some(4)).unwrap();
+    let tar = raw_tar(&[file("tmp/x", b"x"), file("other/y", b"y")]);
+    let snap = tmp.path().join("snap");
+    let opts = UnpackOptions {
+        parents_from: vec![lower.clone()],
+        ..UnpackOptions::overlay_layer()
+    };
+    snapshot::unpack_to_new_dir(&tar[..], &snap, &opts).unwrap();
+    let md = fs::metadata(snap.join("tmp")).unwrap();
+    assert_eq!((md.mode() & 0o7777, md.uid(), md.gid()), (0o1777, 3, 4));
+    let md = fs::metadata(snap.join("other")).unwrap();
+    assert_eq!(md.mode() & 0o7777, 0o755);
+
+    // Mounted: /tmp keeps its mode.
+    let [u, w, m] = <[PathBuf; 3]>::try_from(mkdirs(tmp.path(), &["u", "w", "m"])).unwrap();
+    let g = overlay::mount(&[snap, lower], &u, &w, &m).unwrap();
+    assert_eq!(fs::metadata(m.join("tmp")).unwrap().mode() & 0o7777, 0o1777);
+    drop(g);
 }

@@ -169,7 +169,7 @@ fn images_built_through_the_api_keep_docker_fields_and_unpack_overlay_ready() {
     assert_eq!(cfg.shell.unwrap()[1], "-ec");
     assert_eq!(cfg.on_build.unwrap()[0], "RUN echo child");
     assert_eq!(cfg.healthcheck.unwrap().test.unwrap()[0], "CMD");
-    assert_eq!(img.config.config.unwrap().cmd.unwrap(), ["sh"]);
+    assert_eq!(img.config.config.clone().unwrap().cmd.unwrap(), ["sh"]);
     // The raw config JSON has Docker's spelling.
     let raw = String::from_utf8(store.read_blob(&img.id).unwrap()).unwrap();
     for key in [
@@ -191,6 +191,7 @@ fn images_built_through_the_api_keep_docker_fields_and_unpack_overlay_ready() {
         );
         dirs.push(dir);
     }
+    assert_eq!(store.ensure_image_unpacked(&img).unwrap(), dirs);
     assert!(dirs[0].join("bin/busybox").is_file());
     assert!(dirs[0].join("bin/ls").symlink_metadata().is_ok());
     // Layer 2 holds only its own files; its whiteouts are overlay whiteouts.
@@ -291,7 +292,7 @@ fn cache_records_round_trip_and_keep_blobs_through_prune() {
 
     // Untagged: manifest and config go, the cached layer and its snapshot stay.
     store.untag(&Reference::parse("tmp:1").unwrap()).unwrap();
-    let report = store.prune(false).unwrap();
+    let report = store.prune(false, &[]).unwrap();
     assert_eq!(report.blobs.len(), 2, "{report:?}");
     assert!(store.has_blob(&img.manifest.layers[1].digest));
     assert!(store.snapshot_dir(&img.config.rootfs.diff_ids[1]).is_dir());
@@ -299,7 +300,7 @@ fn cache_records_round_trip_and_keep_blobs_through_prune() {
     assert_eq!(store.cache_get(&key), Some(rec));
 
     // --all drops the cache, then the layer and its snapshot go too.
-    let report = store.prune(true).unwrap();
+    let report = store.prune(true, &[]).unwrap();
     assert_eq!(report.cache_records, 1);
     assert_eq!(report.blobs, vec![img.manifest.layers[1].digest.clone()]);
     assert_eq!(
@@ -355,7 +356,7 @@ fn moving_a_tag_leaves_an_untagged_image_until_prune() {
         1
     );
     store.untag(&Reference::parse("app:old").unwrap()).unwrap();
-    let report = store.prune(false).unwrap();
+    let report = store.prune(false, &[]).unwrap();
     assert_eq!(
         report.untagged_images, 0,
         "untag removes the entry outright"
@@ -386,4 +387,77 @@ fn config_types_write_what_the_builder_needs() {
     );
     let back: ImageConfig = store.read_json_blob(&d.digest).unwrap();
     assert_eq!(back, config);
+}
+
+#[test]
+fn adopt_snapshot_renames_once() {
+    let root = fresh_root();
+    let store = Store::open(root.path()).unwrap();
+    let id = Digest::of_bytes(b"pretend layer");
+    for round in 0..2 {
+        let dir = store.tmp_dir().join(format!("upper{round}"));
+        std::fs::create_dir_all(dir.join("etc")).unwrap();
+        std::fs::write(dir.join("etc/round"), format!("{round}")).unwrap();
+        let snap = store.adopt_snapshot(&dir, &id).unwrap();
+        assert_eq!(snap, store.snapshot_dir(&id));
+        assert!(!dir.exists());
+        assert_eq!(
+            std::fs::read_to_string(snap.join("etc/round")).unwrap(),
+            "0",
+            "the first one stays"
+        );
+    }
+}
+
+#[test]
+fn leftovers_of_a_crash_do_not_break_the_store_and_prune_clears_them() {
+    let (root, store) = store_with_busybox();
+    let r = root.path();
+    // What a killed writer leaves: a partial ingest file, a half-unpacked snapshot, a stray
+    // index temp file.
+    std::fs::write(r.join("ingest/blob-crashed"), b"partial").unwrap();
+    std::fs::create_dir_all(r.join("snapshots/.tmp-crashed/tree/bin")).unwrap();
+    std::fs::write(r.join("oci/.tmp-index"), b"{").unwrap();
+    let img = store.resolve("busybox:local").unwrap();
+    assert_eq!(store.list_images().unwrap().len(), 1);
+    store.ensure_image_unpacked(&img).unwrap();
+    let report = store.prune(false, &[]).unwrap();
+    assert!(
+        report.blobs.is_empty() && report.snapshots.is_empty(),
+        "{report:?}"
+    );
+    assert!(std::fs::read_dir(r.join("ingest"))
+        .unwrap()
+        .next()
+        .is_none());
+    assert!(!r.join("snapshots/.tmp-crashed").exists());
+    assert!(!r.join("oci/.tmp-index").exists());
+    assert!(store.snapshot_dir(&img.config.rootfs.diff_ids[0]).is_dir());
+}
+
+#[test]
+fn common_busybox_rootfs_has_the_basics() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = busybox_rootfs();
+    let p = dir.path();
+    assert!(p.join("bin/busybox").is_file());
+    assert_eq!(
+        std::fs::read_link(p.join("bin/sh")).unwrap(),
+        std::path::Path::new("busybox")
+    );
+    assert!(std::fs::read_to_string(p.join("etc/passwd"))
+        .unwrap()
+        .starts_with("root:x:0:0:"));
+    assert!(std::fs::read_to_string(p.join("etc/group"))
+        .unwrap()
+        .contains("nobody:x:65534:"));
+    assert_eq!(
+        p.join("tmp").metadata().unwrap().permissions().mode() & 0o7777,
+        0o1777
+    );
+    let out = std::process::Command::new(p.join("bin/busybox"))
+        .arg("true")
+        .status()
+        .unwrap();
+    assert!(out.success());
 }

@@ -427,3 +427,94 @@ fn two_processes_tagging_at_once_lose_no_tag() {
         serde_json::from_str(&std::fs::read_to_string(r.join("oci/index.json")).unwrap()).unwrap();
     assert_eq!(v["manifests"].as_array().unwrap().len(), 101);
 }
+
+#[test]
+fn loads_archives_written_by_skopeo() {
+    if !have("skopeo") {
+        eprintln!("skipping: skopeo not installed");
+        return;
+    }
+    let root = fresh_root();
+    let r = root.path();
+    load_busybox(r);
+    let id = rbuild_ok(r, &["images", "-q", "--no-trunc"])
+        .trim()
+        .to_string();
+    let out = fresh_root();
+    for (dest, file) in [
+        ("docker-archive:{}:sk/docker:1", "sk-docker.tar"),
+        ("oci-archive:{}:sk/oci:1", "sk-oci.tar"),
+    ] {
+        let path = out.path().join(file);
+        let dest = dest.replace("{}", &path.display().to_string());
+        let o = Command::new("skopeo")
+            .args(["copy", "--quiet"])
+            .arg(format!("oci:{}/oci:busybox:local", r.display()))
+            .arg(&dest)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "skopeo copy to {dest}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let r2 = fresh_root();
+        let loaded = rbuild_ok(r2.path(), &["load", "-i", path.to_str().unwrap()]);
+        assert!(loaded.starts_with("Loaded image: sk/"), "{loaded}");
+        assert_eq!(
+            rbuild_ok(r2.path(), &["images", "-q", "--no-trunc"]).trim(),
+            id,
+            "{dest}"
+        );
+    }
+}
+
+#[test]
+fn save_to_stdout_and_refusals() {
+    let root = fresh_root();
+    let r = root.path();
+    load_busybox(r);
+    let o = rbuild(r, &["save", "busybox:local"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let f = r.join("tmp/stdout.tar");
+    std::fs::write(&f, &o.stdout).unwrap();
+    let r2 = fresh_root();
+    assert_eq!(
+        rbuild_ok(r2.path(), &["load", "-i", f.to_str().unwrap()]),
+        "Loaded image: busybox:local\n"
+    );
+    let o = rbuild(
+        r,
+        &["save", "-o", "/nonexistent-dir/x.tar", "busybox:local"],
+    );
+    assert!(!o.status.success());
+    let o = rbuild(r, &["save", "-o", f.to_str().unwrap(), "nope:1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("no such image: nope:1"), "{err}");
+}
+
+#[test]
+fn untagged_images_show_as_none_and_prune_all_empties_the_store() {
+    let root = fresh_root();
+    let r = root.path();
+    let id = rbuild_ok(r, &["import", busybox_rootfs_tar().to_str().unwrap()]);
+    let images = rbuild_ok(r, &["images"]);
+    assert!(
+        images
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("<none>       <none>"),
+        "{images}"
+    );
+    assert!(rbuild_ok(r, &["inspect", id.trim()]).contains("\"RepoTags\": []"));
+    let out = rbuild_ok(r, &["prune", "--all"]);
+    assert!(
+        out.contains("dropped untagged images: 1") && out.contains("Total reclaimed space: 1."),
+        "{out}"
+    );
+    assert_eq!(store_state(r).1.len(), 0);
+    assert_eq!(rbuild_ok(r, &["images", "-q"]), "");
+    let out = rbuild_ok(r, &["prune"]);
+    assert_eq!(out, "Total reclaimed space: 0B\n");
+}

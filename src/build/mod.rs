@@ -1,1 +1,443 @@
-//! The build scheduler: walks the plan's graph, asks the cache, runs ops, assembles the image.
+//! The build scheduler: walks the plan's stage graph, asks the cache, runs ops, assembles
+//! the image.
+//!
+//! # Lifecycle of `rbuild -t app:1 .`
+//!
+//! 1. Read and parse the Dockerfile; [`crate::plan::stages::plan_stages`] picks the stages the
+//!    target needs, orders them, and expands every instruction with its ARG/ENV scope.
+//! 2. One thread per needed stage. A stage that reads from another (FROM, COPY --from) waits
+//!    for it; independent stages run at the same time.
+//! 3. Per step (FROM, RUN, COPY, ADD, WORKDIR): compute the key ([`crate::plan::cachekey`]),
+//!    look it up ([`crate::store::Store::cache_get`]). A hit reuses the recorded layer without
+//!    touching the file system. A miss runs the op: RUN in the sandbox over an overlay of the
+//!    parent layers' snapshots plus a fresh upper dir; COPY/ADD/WORKDIR write into such an
+//!    overlay mounted in a private mount namespace of a helper thread. The upper dir becomes a
+//!    deterministic layer blob, and only then the cache record is written: nothing partial
+//!    ever enters the cache. Config-only instructions change the stage's config.
+//! 4. The final stage's config and manifest are stored and tagged.
+//!
+//! # Determinism
+//!
+//! COPY, ADD and WORKDIR layers are written with every mtime set to `SOURCE_DATE_EPOCH`
+//! (or 0 when unset): their content depends only on their key's inputs, so the same inputs
+//! give the same layer digest on any machine. RUN layers keep the times the process left
+//! (clamped to `SOURCE_DATE_EPOCH` when set). The image's `created` time is recorded under a
+//! key of the final step and the config's other content, so a fully cached rebuild reuses it
+//! and yields the same image ID.
+//!
+//! # Cancellation
+//!
+//! [`Cancel`] is shared with a signal thread ([`Cancel::on_signals`]): SIGINT/SIGTERM kill
+//! every running sandbox (SIGKILL to its PID 1, which ends its PID namespace and mounts),
+//! the stage threads stop at the next step, temporary directories are removed when their
+//! guards drop, and the build returns [`BuildError::Cancelled`]. The store stays valid:
+//! blobs are committed atomically and cache records are written last. Leftovers of a build
+//! killed with SIGKILL (temp dirs under `<root>/tmp/build-<pid>-*`) are swept by the next build.
+
+mod cancel;
+mod copy;
+mod image;
+mod rootfs;
+mod run;
+mod stage;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub use cancel::Cancel;
+
+use crate::dockerfile::dockerignore::Dockerignore;
+use crate::dockerfile::{self, Dockerfile};
+use crate::plan::context::{ContextFilter, ContextIndex, StatCache};
+use crate::plan::stages::{self, StageOptions, StagePlan};
+use crate::progress::{BuildEvent, ProgressSink};
+use crate::store::{Descriptor, Digest, Reference, Store};
+
+/// Network of RUN steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Network {
+    /// The host's network (default; package installs work).
+    #[default]
+    Host,
+    /// Only a loopback interface.
+    None,
+}
+
+/// Format of `--output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// OCI archive.
+    Oci,
+    /// docker-archive (`docker load`).
+    Docker,
+}
+
+/// `--output type=...,dest=FILE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// Archive format.
+    pub format: OutputFormat,
+    /// Destination file.
+    pub dest: PathBuf,
+}
+
+/// Everything a build needs to know.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// The context directory.
+    pub context: PathBuf,
+    /// The Dockerfile (default `<context>/Dockerfile`).
+    pub dockerfile: Option<PathBuf>,
+    /// Tags to write (validated before anything runs).
+    pub tags: Vec<String>,
+    /// `--target` stage name.
+    pub target: Option<String>,
+    /// `--build-arg K=V` (and `--build-arg K` taken from the environment by the CLI).
+    pub build_args: BTreeMap<String, String>,
+    /// `--no-cache`: run every step (results are still recorded).
+    pub no_cache: bool,
+    /// Default network of RUN steps.
+    pub network: Network,
+    /// `--output`.
+    pub output: Option<Output>,
+    /// The rbuild executable (re-executed as the sandbox's init).
+    pub init_exe: PathBuf,
+    /// `SOURCE_DATE_EPOCH`: clamps layer times and fixes `created`.
+    pub source_date_epoch: Option<i64>,
+}
+
+impl BuildOptions {
+    /// Options for a context dir with defaults (init_exe = this executable).
+    pub fn new(context: impl Into<PathBuf>) -> Self {
+        BuildOptions {
+            context: context.into(),
+            dockerfile: None,
+            tags: Vec::new(),
+            target: None,
+            build_args: BTreeMap::new(),
+            no_cache: false,
+            network: Network::Host,
+            output: None,
+            init_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
+            source_date_epoch: std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.trim().parse().ok()),
+        }
+    }
+}
+
+/// What a build produced.
+#[derive(Debug, Clone)]
+pub struct BuildResult {
+    /// Image ID: the config digest.
+    pub image_id: Digest,
+    /// The manifest.
+    pub manifest: Descriptor,
+    /// Tags written.
+    pub tags: Vec<Reference>,
+    /// Steps with a key that ran or hit.
+    pub steps: usize,
+    /// Of which cache hits.
+    pub cached: usize,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// Errors of a build. One line each (a failing RUN adds the last lines of its output).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The Dockerfile does not parse.
+    #[error("{0}")]
+    Parse(#[from] crate::dockerfile::ParseError),
+    /// Stage planning failed.
+    #[error(transparent)]
+    Plan(#[from] crate::plan::stages::StageError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A bad option (tag, build arg, output).
+    #[error("{0}")]
+    Options(String),
+    /// A step failed; `location` is `Dockerfile:LINE`.
+    #[error("{location}: {instruction}: {message}")]
+    Step {
+        /// `path:line`.
+        location: String,
+        /// The instruction, shortened.
+        instruction: String,
+        /// What went wrong and what to do.
+        message: String,
+    },
+    /// A RUN exited non-zero.
+    #[error("{location}: {instruction}: process {command:?} did not complete successfully: exit code: {code}{tail}")]
+    RunFailed {
+        /// `path:line`.
+        location: String,
+        /// The instruction, shortened.
+        instruction: String,
+        /// The argv as one string.
+        command: String,
+        /// Exit code (128+N for signal N).
+        code: i32,
+        /// The last lines of output, each on its own line starting with `  > `.
+        tail: String,
+    },
+    /// Stopped by Ctrl-C / SIGTERM.
+    #[error("build cancelled; temporary files were removed and the store is unchanged")]
+    Cancelled,
+    /// A stage this one needs failed (reported once, by that stage).
+    #[error("stage {0} failed")]
+    DependencyFailed(String),
+}
+
+impl BuildError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        BuildError::Io { path: path.to_path_buf(), source }
+    }
+}
+
+/// Shared by every stage thread of one build.
+pub(crate) struct Ctx<'a> {
+    pub store: &'a Store,
+    pub opts: &'a BuildOptions,
+    pub df: &'a Dockerfile,
+    pub graph: &'a StagePlan,
+    pub progress: &'a ProgressSink,
+    pub cancel: &'a Cancel,
+    pub dockerfile_display: String,
+    /// This build's scratch dir under `<root>/tmp`.
+    pub tmp: PathBuf,
+    ids: AtomicU32,
+    pub steps: AtomicUsize,
+    pub cached: AtomicUsize,
+    context: OnceLock<Result<Arc<ContextIndex>, String>>,
+    ignore: Arc<dyn ContextFilter>,
+    pub stat_cache: StatCache,
+    results: Mutex<HashMap<usize, Result<Arc<stage::StageState>, ()>>>,
+    done: Condvar,
+    errors: Mutex<Vec<BuildError>>,
+}
+
+impl Ctx<'_> {
+    /// Is stage `i` part of this build?
+    pub fn is_needed(&self, i: usize) -> bool {
+        self.graph.stages.order.contains(&i)
+    }
+
+    /// A fresh progress id.
+    pub fn next_id(&self) -> u32 {
+        self.ids.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The context index (scanned on first use).
+    pub fn context(&self) -> Result<Arc<ContextIndex>, BuildError> {
+        let r = self.context.get_or_init(|| {
+            let id = self.next_id();
+            let start = Instant::now();
+            self.progress.send(BuildEvent::StepStarted { id, name: "[internal] load build context".into() });
+            let r = ContextIndex::scan(&self.opts.context, Arc::clone(&self.ignore))
+                .map(Arc::new)
+                .map_err(|e| format!("{e}"));
+            match &r {
+                Ok(_) => self.progress.send(BuildEvent::StepDone { id, elapsed: start.elapsed() }),
+                Err(e) => self.progress.send(BuildEvent::StepFailed {
+                    id,
+                    elapsed: start.elapsed(),
+                    error: e.clone(),
+                }),
+            }
+            r
+        });
+        r.clone().map_err(|e| BuildError::Options(format!("reading the build context: {e}")))
+    }
+
+    /// Wait until stage `i` is built.
+    pub fn wait_stage(&self, i: usize) -> Result<Arc<stage::StageState>, BuildError> {
+        let mut g = self.results.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(r) = g.get(&i) {
+                return r.clone().map_err(|()| {
+                    BuildError::DependencyFailed(self.graph.stages.stages[i].display_name())
+                });
+            }
+            g = self.done.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn publish(&self, i: usize, r: Result<Arc<stage::StageState>, BuildError>) {
+        let stored = match r {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                // The first real failure stops every other stage.
+                if !matches!(e, BuildError::DependencyFailed(_) | BuildError::Cancelled) {
+                    self.cancel.abort();
+                }
+                self.errors.lock().unwrap_or_else(|p| p.into_inner()).push(e);
+                Err(())
+            }
+        };
+        self.results.lock().unwrap_or_else(|p| p.into_inner()).insert(i, stored);
+        self.done.notify_all();
+    }
+}
+
+/// Build the image. Events go to `progress`; `cancel` stops it.
+pub fn build(
+    store: &Store,
+    opts: &BuildOptions,
+    progress: &ProgressSink,
+    cancel: &Cancel,
+) -> Result<BuildResult, BuildError> {
+    let start = Instant::now();
+    let tags: Vec<Reference> = opts
+        .tags
+        .iter()
+        .map(|t| {
+            Reference::parse(t).map_err(|e| BuildError::Options(format!("invalid tag {t:?}: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    let dockerfile_path = opts.dockerfile.clone().unwrap_or_else(|| opts.context.join("Dockerfile"));
+    let text = std::fs::read_to_string(&dockerfile_path).map_err(|e| {
+        BuildError::Options(format!(
+            "cannot read the Dockerfile {}: {e}; pass its path with -f",
+            dockerfile_path.display()
+        ))
+    })?;
+    let display = if opts.dockerfile.is_none() {
+        PathBuf::from("Dockerfile")
+    } else {
+        dockerfile_path.clone()
+    };
+    let df = dockerfile::parse(&text, &display)?;
+    let stage_opts = StageOptions {
+        build_args: opts.build_args.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        target: opts.target.clone(),
+        ..Default::default()
+    };
+    let image_env = |r: &str| -> Vec<String> {
+        store.resolve(r).ok().and_then(|rec| rec.config.config.and_then(|c| c.env)).unwrap_or_default()
+    };
+    let graph = stages::plan_stages(&df, &stage_opts, &image_env)?;
+    for w in &graph.stages.warnings {
+        progress.warn(w.clone());
+    }
+    for a in &graph.stages.unused_build_args {
+        progress.warn(format!("build argument {a} is not consumed by any ARG of the build"));
+    }
+    if !opts.context.is_dir() {
+        return Err(BuildError::Options(format!(
+            "the build context {} is not a directory",
+            opts.context.display()
+        )));
+    }
+    let ignore = Dockerignore::read_for_context(&opts.context, &dockerfile_path)
+        .map_err(|e| BuildError::Options(format!("reading .dockerignore: {e}")))?;
+
+    rootfs::sweep_stale_tmp(store);
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("build-{}-", std::process::id()))
+        .tempdir_in(store.tmp_dir())
+        .map_err(|e| BuildError::io(&store.tmp_dir(), e))?;
+    let _lease = store.lease()?;
+    let stat_file = StatCache::file_for(&store.root().join("context-cache"), &opts.context);
+
+    let ctx = Ctx {
+        store,
+        opts,
+        df: &df,
+        graph: &graph,
+        progress,
+        cancel,
+        dockerfile_display: display.display().to_string(),
+        tmp: tmp.path().to_path_buf(),
+        ids: AtomicU32::new(0),
+        steps: AtomicUsize::new(0),
+        cached: AtomicUsize::new(0),
+        context: OnceLock::new(),
+        ignore: Arc::new(ignore),
+        stat_cache: StatCache::load(&stat_file),
+        results: Mutex::new(HashMap::new()),
+        done: Condvar::new(),
+        errors: Mutex::new(Vec::new()),
+    };
+
+    // Scan the context up front when a needed stage copies from it, so its progress line
+    // comes first and stages do not wait for each other's first COPY.
+    let needs_context = graph.stages.order.iter().any(|&i| {
+        df.stages[i].instructions.iter().any(|n| match &n.instruction {
+            dockerfile::Instruction::Copy(c) => c.from.is_none(),
+            dockerfile::Instruction::Add(_) => true,
+            _ => false,
+        })
+    });
+    if needs_context {
+        ctx.context()?;
+    }
+
+    std::thread::scope(|s| {
+        for &i in &graph.stages.order {
+            let ctx = &ctx;
+            let spawned = std::thread::Builder::new()
+                .name(format!("rbuild-stage-{i}"))
+                .spawn_scoped(s, move || {
+                    let r = stage::run_stage(ctx, i);
+                    ctx.publish(i, r.map(Arc::new));
+                });
+            if let Err(e) = spawned {
+                ctx.publish(i, Err(BuildError::io(Path::new("thread"), e)));
+            }
+        }
+    });
+
+    let final_state = match ctx.wait_stage(graph.stages.target) {
+        Ok(s) => s,
+        Err(e) => {
+            let mut errs = std::mem::take(&mut *ctx.errors.lock().unwrap_or_else(|p| p.into_inner()));
+            if cancel.is_cancelled() && !cancel.is_aborted() {
+                return Err(BuildError::Cancelled);
+            }
+            let first = errs
+                .iter()
+                .position(|e| !matches!(e, BuildError::DependencyFailed(_) | BuildError::Cancelled));
+            return Err(match first {
+                Some(i) => errs.swap_remove(i),
+                None => errs.pop().unwrap_or(e),
+            });
+        }
+    };
+    if cancel.is_cancelled() {
+        return Err(BuildError::Cancelled);
+    }
+
+    let (manifest, image_id) = image::commit_image(&ctx, &final_state, &tags)?;
+    if let Some(idx) = ctx.context.get().and_then(|r| r.as_ref().ok()) {
+        // Only a speed-up: a failure to save it costs the next build some reading.
+        if let Err(e) = ctx.stat_cache.save(idx) {
+            progress.warn(format!("could not save the context stat cache: {e}"));
+        }
+    }
+    if let Some(out) = &opts.output {
+        image::write_output(&ctx, &image_id, out)?;
+    }
+    let steps = ctx.steps.load(Ordering::Relaxed);
+    let cached = ctx.cached.load(Ordering::Relaxed);
+    let elapsed = start.elapsed();
+    progress.send(BuildEvent::Finished {
+        image_id: image_id.to_string(),
+        tags: opts.tags.clone(),
+        elapsed,
+        steps,
+        cached,
+    });
+    drop(tmp);
+    Ok(BuildResult { image_id, manifest, tags, steps, cached, elapsed })
+}

@@ -594,7 +594,9 @@ pub struct PruneArgs {
 
 pub fn prune(g: &Globals, a: PruneArgs) -> anyhow::Result<u8> {
     let store = open_store(g)?;
-    let r = store.prune(a.all)?;
+    // Containers mount image snapshots as overlay lower dirs: keep those.
+    let in_use = crate::container::Containers::open(store.root())?.lower_dirs_in_use()?;
+    let r = store.prune(a.all, &in_use)?;
     for b in &r.blobs {
         out!("deleted blob: {b}");
     }

@@ -1,2 +1,11 @@
 //! AST → stage graph → cache keys. Pure, except hashing context files.
+//!
+//! - [`graph`]: helpers over the stage graph (stage lookup, architecture, remote sources).
+//! - [`stages`]: ARG/ENV scoping, stage dependencies, target reachability (expand helper).
+//! - [`cachekey`]: the versioned key encoding and its rules table.
+//! - [`context`]: context file digests, the stat cache, COPY source selection.
+
+pub mod cachekey;
+pub mod context;
+pub mod graph;
 pub mod stages;

@@ -47,6 +47,9 @@
 //!   does that), MAINTAINER, and ONBUILD triggers (they are expanded when they fire in a
 //!   child build). All words of one instruction see the scope from before it:
 //!   `ENV A=1 B=$A` gives `B` the old `A`.
+//! * **ONBUILD triggers of a base stage** fire first in every stage built `FROM` it (their
+//!   `--from`s become that stage's dependencies); triggers stored in a base *image's* config
+//!   are the builder's to run.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -306,14 +309,19 @@ impl Scope {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The ARGs in scope that have a value and are not overridden by an ENV: what a RUN's
-    /// history line and cache key record (`|N NAME=value`).
+    /// Every ARG declared so far with the value a RUN sees (the scope's value, so an ENV
+    /// declared later wins; empty when unset): what BuildKit records in a RUN's history
+    /// line (`|N NAME=value ...`) and what a RUN's cache key captures.
     pub fn arg_values(&self) -> Vec<(String, String)> {
         self.args
             .iter()
-            .filter_map(|(k, v)| {
-                let value = self.get(k).map(str::to_string).or_else(|| v.clone())?;
-                Some((k.clone(), value))
+            .map(|(k, v)| {
+                let value = self
+                    .get(k)
+                    .map(str::to_string)
+                    .or_else(|| v.clone())
+                    .unwrap_or_default();
+                (k.clone(), value)
             })
             .collect()
     }

@@ -47,6 +47,12 @@ enum ChildReport {
 /// Entry point of the hidden `__sandbox-init` subcommand; returns the exit code (the
 /// payload's code, 128+signal when it was killed, 125 when the sandbox could not be set up).
 pub fn init_main() -> u8 {
+    // Start from default dispositions and an empty mask whatever rbuild's spawning thread
+    // had (an ignored SIGCHLD would make waitpid fail; an ignored SIGPIPE would leak into
+    // the payload through exec).
+    if sys::reset_signals().is_err() {
+        return 125;
+    }
     let Some(sock) = inherited_socket() else {
         return 125;
     };
@@ -127,13 +133,24 @@ impl Conn {
         }
     }
 
+    fn send_with_fds(&mut self, msg: &FromInit, fds: &[OwnedFd]) {
+        if fds.is_empty() {
+            return self.send(msg);
+        }
+        if let Ok(mut line) = serde_json::to_vec(msg) {
+            line.push(b'\n');
+            let raw: Vec<_> = fds.iter().map(|f| f.as_raw_fd()).collect();
+            let _ = super::send_with_fds(&self.sock, &line, &raw);
+        }
+    }
+
     fn send(&mut self, msg: &FromInit) {
         if !self.open {
             return;
         }
         if let Ok(mut line) = serde_json::to_vec(msg) {
             line.push(b'\n');
-            let _ = self.sock.write_all(&line);
+            let _ = super::send_all(&self.sock, &line);
         }
     }
 }
@@ -184,6 +201,15 @@ fn supervise(conn: &mut Conn, req: &InitRequest) -> Result<u8, String> {
     // Held open by init; the payload sees it hang up if init died before PR_SET_PDEATHSIG.
     let (alive_r, alive_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    // The payload hands the master of the pty it allocates to init over this pair.
+    let pty_pair = match req.pty {
+        Some(_) => Some(UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?),
+        None => None,
+    };
+    let (pty_init, pty_payload) = match pty_pair {
+        Some((a, b)) => (Some(a), Some(b)),
+        None => (None, None),
+    };
     let child = match sys::fork_single_threaded() {
         Err(e) => {
             let _ = std::fs::remove_dir(&scratch);
@@ -192,7 +218,8 @@ fn supervise(conn: &mut Conn, req: &InitRequest) -> Result<u8, String> {
         Ok(ForkResult::Child) => {
             drop(report_r);
             drop(alive_w);
-            let report = match payload(req, &scratch, &stubs, alive_r) {
+            drop(pty_init);
+            let report = match payload(req, &scratch, &stubs, alive_r, pty_payload) {
                 Ok(never) => match never {},
                 Err(r) => r,
             };
@@ -210,10 +237,11 @@ fn supervise(conn: &mut Conn, req: &InitRequest) -> Result<u8, String> {
     };
     drop(report_w);
     drop(alive_r);
+    drop(pty_payload);
     // Our stdio copies would keep the payload's pipes open after it ended.
     detach_stdio();
 
-    let status = relay(conn, &sigfd, report_r, child);
+    let status = relay(conn, &sigfd, report_r, child, pty_init);
 
     if let Rootfs::Dir(dir) = &req.rootfs {
         remove_stubs(dir, &stubs);
@@ -238,7 +266,13 @@ fn detach_stdio() {
 }
 
 /// Init's event loop; returns the payload's exit status (code or 128+signal).
-fn relay(conn: &mut Conn, sigfd: &SignalFd, report_r: OwnedFd, child: Pid) -> i32 {
+fn relay(
+    conn: &mut Conn,
+    sigfd: &SignalFd,
+    report_r: OwnedFd,
+    child: Pid,
+    pty: Option<UnixStream>,
+) -> i32 {
     let mut report = std::fs::File::from(report_r);
     let mut report_buf = Vec::new();
     let mut report_open = true;
@@ -289,6 +323,13 @@ fn relay(conn: &mut Conn, sigfd: &SignalFd, report_r: OwnedFd, child: Pid) -> i3
             match report.read(&mut chunk) {
                 Ok(0) | Err(_) => {
                     report_open = false;
+                    // The payload sent the pty master before it exec'd.
+                    let fds = match (&pty, report_buf.is_empty()) {
+                        (Some(p), true) => {
+                            super::recv_with_fds(p).map(|(_, f)| f).unwrap_or_default()
+                        }
+                        _ => Vec::new(),
+                    };
                     let msg = if report_buf.is_empty() {
                         FromInit::Started {
                             pid: child.as_raw(),
@@ -310,7 +351,7 @@ fn relay(conn: &mut Conn, sigfd: &SignalFd, report_r: OwnedFd, child: Pid) -> i3
                             },
                         }
                     };
-                    conn.send(&msg);
+                    conn.send_with_fds(&msg, &fds);
                 }
                 Ok(n) => report_buf.extend_from_slice(&chunk[..n]),
             }
@@ -384,6 +425,10 @@ fn mountpoints(req: &InitRequest) -> Vec<Mountpoint> {
             dir: true,
         },
         Mountpoint {
+            rel: "sys".into(),
+            dir: true,
+        },
+        Mountpoint {
             rel: "etc/hosts".into(),
             dir: false,
         },
@@ -410,26 +455,32 @@ fn mountpoints(req: &InitRequest) -> Vec<Mountpoint> {
 fn missing_mountpoints(root: &Path, req: &InitRequest) -> Vec<Mountpoint> {
     let mut out: Vec<Mountpoint> = Vec::new();
     for mp in mountpoints(req) {
-        let comps: Vec<_> = mp.rel.components().collect();
-        let mut cur = PathBuf::new();
-        for (i, c) in comps.iter().enumerate() {
-            cur.push(c);
-            let last = i + 1 == comps.len();
-            match std::fs::symlink_metadata(root.join(&cur)) {
-                Ok(md) if md.file_type().is_symlink() => break,
-                Ok(_) => continue,
-                Err(_) => {
-                    if !out.iter().any(|o| o.rel == cur) {
-                        out.push(Mountpoint {
-                            rel: cur.clone(),
-                            dir: !last || mp.dir,
-                        });
-                    }
+        missing_components(root, &mp, &mut out);
+    }
+    out
+}
+
+/// Append the missing components of `mp` below `root` (parents first) to `out`; stop at
+/// a symlink.
+fn missing_components(root: &Path, mp: &Mountpoint, out: &mut Vec<Mountpoint>) {
+    let comps: Vec<_> = mp.rel.components().collect();
+    let mut cur = PathBuf::new();
+    for (i, c) in comps.iter().enumerate() {
+        cur.push(c);
+        let last = i + 1 == comps.len();
+        match std::fs::symlink_metadata(root.join(&cur)) {
+            Ok(md) if md.file_type().is_symlink() => break,
+            Ok(_) => continue,
+            Err(_) => {
+                if !out.iter().any(|o| o.rel == cur) {
+                    out.push(Mountpoint {
+                        rel: cur.clone(),
+                        dir: !last || mp.dir,
+                    });
                 }
             }
         }
     }
-    out
 }
 
 /// Remove the stubs created in a Dir rootfs, children first, only while still empty.
@@ -501,6 +552,8 @@ fn setup_err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> ChildRe
     ChildReport::Setup(format!("{what}: {e}"))
 }
 
+const OVERLAY_PLAIN_TREE: &str = ",redirect_dir=off,metacopy=off,index=off";
+
 /// Longest option string passed to mount(2) (the kernel copies one page).
 const OVERLAY_OPTIONS_MAX: usize = 4000;
 
@@ -513,7 +566,7 @@ fn overlay_options(lower: &[&Path], upper: &Path, work: &Path) -> Result<String,
         lowers.push(overlay_escape(l)?);
     }
     Ok(format!(
-        "lowerdir={},upperdir={},workdir={},redirect_dir=off,metacopy=off,index=off",
+        "lowerdir={},upperdir={},workdir={}{OVERLAY_PLAIN_TREE}",
         lowers.join(":"),
         overlay_escape(upper)?,
         overlay_escape(work)?
@@ -584,6 +637,7 @@ fn payload(
     scratch: &Path,
     stubs: &[Mountpoint],
     alive: OwnedFd,
+    pty_sock: Option<UnixStream>,
 ) -> Result<Infallible, ChildReport> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
         .map_err(|e| setup_err("prctl(PR_SET_PDEATHSIG)", e))?;
@@ -650,13 +704,23 @@ fn payload(
                     )));
                 }
             }
-            mount(
-                Some("overlay"),
-                &root,
-                Some("overlay"),
-                MsFlags::empty(),
-                Some(data.as_str()),
-            )
+            let mount_overlay = |data: &str| {
+                mount(
+                    Some("overlay"),
+                    &root,
+                    Some("overlay"),
+                    MsFlags::empty(),
+                    Some(data),
+                )
+            };
+            // Kernels before 4.19 do not know metacopy (nor before 4.10 redirect_dir): they
+            // also do not default to them, so the plain options are as good there.
+            match mount_overlay(&data) {
+                Err(nix::errno::Errno::EINVAL) => {
+                    mount_overlay(data.trim_end_matches(OVERLAY_PLAIN_TREE))
+                }
+                r => r,
+            }
             .map_err(|e| {
                 setup_err(
                     format!("mounting the overlay rootfs (upper {})", upper.display()),
@@ -723,11 +787,62 @@ fn payload(
         }
     }
 
+    // /sys read-only, as Docker does (it shows this network namespace's devices).
+    if target_ok(&root, Path::new("sys")).map_err(ChildReport::Setup)? {
+        let sys_dir = root.join("sys");
+        mount(
+            Some("sysfs"),
+            &sys_dir,
+            Some("sysfs"),
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            None::<&str>,
+        )
+        .map_err(|e| setup_err("mounting /sys", e))?;
+        let fw = sys_dir.join("firmware");
+        if !req.privileged && fw.is_dir() {
+            mount(
+                Some("tmpfs"),
+                &fw,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                None::<&str>,
+            )
+            .map_err(|e| setup_err("masking /sys/firmware", e))?;
+        }
+    }
     setup_dev(&root)?;
+    if let (Some((rows, cols)), Some(sock)) = (req.pty, &pty_sock) {
+        let (master, slave) = sys::open_pty_in(&root.join("dev/pts/ptmx"))
+            .map_err(|e| setup_err("allocating the pty", e))?;
+        sys::set_winsize(master.as_fd(), rows, cols).map_err(|e| setup_err("sizing the pty", e))?;
+        for fd in 0..3 {
+            nix::unistd::dup2(slave.as_raw_fd(), fd)
+                .map_err(|e| setup_err("dup2 of the pty", e))?;
+        }
+        super::send_with_fds(sock, b"m", &[master.as_raw_fd()])
+            .map_err(|e| setup_err("passing the pty to init", e))?;
+    }
     setup_etc(&root, scratch, req)?;
 
     for m in &req.mounts {
         let r = rel(&m.dst);
+        // Below /dev (our tmpfs, e.g. BuildKit's /dev/pipes for heredocs) a missing target
+        // is created here; it leaves no trace anywhere.
+        if r.starts_with("dev") && r != Path::new("dev") {
+            let dir = std::fs::metadata(&m.src)
+                .map(|md| md.is_dir())
+                .unwrap_or(true);
+            let mut missing = Vec::new();
+            missing_components(
+                &root,
+                &Mountpoint {
+                    rel: r.clone(),
+                    dir,
+                },
+                &mut missing,
+            );
+            create_stubs(&root, &missing).map_err(ChildReport::Setup)?;
+        }
         if !target_ok(&root, &r).map_err(ChildReport::Setup)? {
             return Err(ChildReport::Setup(format!(
                 "mount target {} is a symlink in the image (or could not be created)",
@@ -773,9 +888,16 @@ fn payload(
     }
 
     nix::unistd::setsid().map_err(|e| setup_err("setsid", e))?;
-    if req.pty {
+    if req.pty.is_some() {
         sys::set_controlling_tty(std::io::stdin().as_fd())
             .map_err(|e| setup_err("setting the controlling terminal", e))?;
+        // The user owns its terminal, as with runc (it may reopen /dev/pts/0 or /dev/tty).
+        nix::unistd::fchown(
+            0,
+            Some(Uid::from_raw(user.uid)),
+            Some(Gid::from_raw(user.gid)),
+        )
+        .map_err(|e| setup_err("chown of the pty", e))?;
     }
     if !req.privileged {
         sys::limit_capabilities(sys::DOCKER_DEFAULT_CAPS)
@@ -794,6 +916,9 @@ fn payload(
         )
     })?;
 
+    // Docker's umask, whatever rbuild's caller had: file modes in a layer must not depend
+    // on the shell rbuild was started from.
+    nix::sys::stat::umask(Mode::from_bits_truncate(0o022));
     let mut env = req.env.clone();
     if req.set_home && !env.iter().any(|(k, _)| k == "HOME") {
         env.push((
@@ -885,7 +1010,9 @@ fn setup_etc(root: &Path, scratch: &Path, req: &InitRequest) -> Result<(), Child
 }
 
 /// pivot_root into `root` (pivot_root(".", ".") then detach the old root, no put_old dir
-/// needed in the image); chroot when pivot_root is refused (e.g. a rootfs on ramfs).
+/// needed in the image). When pivot_root is refused (the host root is on ramfs/initramfs),
+/// do what runc's no-pivot mode does: move the new root's mount over `/` (so the host tree
+/// lies under a mount) and chroot into it.
 fn enter_root(root: &Path) -> Result<(), ChildReport> {
     nix::unistd::chdir(root).map_err(|e| setup_err("chdir to the new root", e))?;
     match nix::unistd::pivot_root(".", ".") {
@@ -894,6 +1021,10 @@ fn enter_root(root: &Path) -> Result<(), ChildReport> {
                 .map_err(|e| setup_err("detaching the old root", e))?;
         }
         Err(_) => {
+            // Best effort: where the move is refused too, a plain chroot still isolates the
+            // filesystem view for everything but a process that uses CAP_SYS_CHROOT to
+            // break out (documented limitation of this fallback).
+            let _ = mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>);
             nix::unistd::chroot(".").map_err(|e| setup_err("chroot into the rootfs", e))?;
         }
     }
@@ -975,4 +1106,72 @@ fn exec(argv: &[String], env: &[(String, String)]) -> Result<Infallible, ChildRe
         other => other.desc().to_lowercase(),
     };
     Err(exec_error(argv0, reason, Some(e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_paths_are_escaped() {
+        assert_eq!(
+            overlay_escape(Path::new("/a:b,c\\d")).unwrap(),
+            "/a\\:b\\,c\\\\d"
+        );
+        let o = overlay_options(
+            &[Path::new("/l1"), Path::new("/l2")],
+            Path::new("/u"),
+            Path::new("/w"),
+        )
+        .unwrap();
+        assert_eq!(
+            o,
+            "lowerdir=/l1:/l2,upperdir=/u,workdir=/w,redirect_dir=off,metacopy=off,index=off"
+        );
+    }
+
+    #[test]
+    fn missing_components_stop_at_symlinks() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("etc")).unwrap();
+        std::os::unix::fs::symlink("/", t.path().join("link")).unwrap();
+        let mut out = Vec::new();
+        missing_components(
+            t.path(),
+            &Mountpoint {
+                rel: "etc/hosts".into(),
+                dir: false,
+            },
+            &mut out,
+        );
+        missing_components(
+            t.path(),
+            &Mountpoint {
+                rel: "a/b/c".into(),
+                dir: true,
+            },
+            &mut out,
+        );
+        missing_components(
+            t.path(),
+            &Mountpoint {
+                rel: "link/x".into(),
+                dir: true,
+            },
+            &mut out,
+        );
+        let got: Vec<(String, bool)> = out
+            .iter()
+            .map(|m| (m.rel.display().to_string(), m.dir))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("etc/hosts".into(), false),
+                ("a".into(), true),
+                ("a/b".into(), true),
+                ("a/b/c".into(), true)
+            ]
+        );
+    }
 }

@@ -21,8 +21,9 @@
 //! mount private, builds the root on a private tmpfs scratch mount (overlay or bind),
 //! mounts `/proc`, a minimal `/dev`, private copies of the host's `/etc/hosts` and
 //! `/etc/resolv.conf`, the bind mounts, sets the hostname (and brings `lo` up for
-//! [`Network::None`]), `pivot_root`s (falls back to `chroot`), switches user, and `exec`s
-//! with exactly the spec's environment. Setup or exec errors come back over a close-on-exec
+//! [`Network::None`]), `pivot_root`s (falls back to `chroot`), limits root to Docker's
+//! default capability set (unless [`Spec::privileged`]), switches user, and `exec`s with
+//! exactly the spec's environment. Setup or exec errors come back over a close-on-exec
 //! pipe and are turned into [`SandboxError`]s by [`spawn`].
 //!
 //! Init stays in the host mount namespace, waits for the payload, forwards signals (its own
@@ -41,26 +42,43 @@
 //!   extra, lowest lower layer on the private tmpfs, so the upper dir holds only what the
 //!   process wrote. A directory copied up because the process wrote below it (e.g. `etc/`)
 //!   is an ordinary overlay copy-up.
+//!   The overlay is mounted with `redirect_dir=off,metacopy=off,index=off`, so the upper dir
+//!   is a plain tree of whole files plus overlay whiteouts (0/0 char devices) and opaque
+//!   markers (`trusted.overlay.opaque`): a renamed lower directory is copied, not redirected.
 //! - **Dir rootfs**: missing mountpoints are created in the directory (empty root-owned
-//!   files and directories) and removed again by init when the payload has ended.
+//!   files and directories) and removed again by init when the payload has ended (a tree
+//!   diff taken after [`Sandbox::wait`] does not see them). A Dir rootfs must not be used by
+//!   two sandboxes at once (one's cleanup would remove the other's mountpoints).
+//! - Security as Docker's defaults: Docker's capability set for root (no mount, no module
+//!   loading, ...), `/proc/sys` read-only, `/proc/{kcore,keys,timer_list,sched_debug,...}`
+//!   masked. No seccomp filter, no `/sys`, no cgroup limits.
 //! - `/etc/hosts` and `/etc/resolv.conf` are private writable copies of the host's (for
 //!   [`Network::None`] a minimal hosts file); writes to them never reach the host or a layer.
 //!   They are only mounted over regular files or missing paths, not over symlinks.
-//! - The environment is exactly [`Spec::env`]: no `HOME`, `PATH` or `TERM` is added. `PATH`
-//!   for the command lookup is the spec's `PATH`, or Docker's default when it has none.
+//! - The environment is exactly [`Spec::env`]: no `PATH` or `TERM` is added, and `HOME`
+//!   only with [`Spec::set_home`] (runc's rule: the user's passwd home when the env has
+//!   none). `PATH` for the command lookup is the spec's `PATH`, or [`DEFAULT_PATH`].
 //! - The working directory must exist (`WORKDIR` creates it); a missing one is a setup error.
 //! - A command that cannot be found gives [`SandboxError::Exec`] with code 127, one that
 //!   cannot be executed code 126 (Docker's codes).
-//! - PR_SET_PDEATHSIG is not used towards rbuild, so the thread that spawned may end.
-//! - [`Stdio::Pty`] allocates the pty in the host's devpts; inside, `isatty` holds but `tty`
-//!   prints a host path.
+//! - PR_SET_PDEATHSIG is not used towards rbuild, so the thread that spawned may end; the
+//!   socketpair tells init that rbuild is gone (SIGKILL of rbuild or Ctrl-C without a
+//!   handler still leaves nothing running). Init runs in its own session, so the terminal's
+//!   Ctrl-C reaches only rbuild: forward it with [`Sandbox::kill`] (or signal
+//!   [`Sandbox::container_pid`]). A PID 1 gets only the signals it has handlers for,
+//!   except SIGKILL (kernel rule), so `kill -9 $$` inside does nothing, as in Docker.
+//! - Temporary state: init makes an empty `.rbuild-sandbox-XXXXXX` directory in rbuild's
+//!   `std::env::temp_dir()` (the private tmpfs is mounted on it inside the sandbox only) and
+//!   removes it at the end.
+//! - [`Stdio::Pty`] allocates the pty in the sandbox's own devpts (`tty` prints
+//!   `/dev/pts/0`, owned by the user, as with runc); the master comes back to rbuild over
+//!   the socketpair (SCM_RIGHTS).
 
 mod init;
 mod sys;
 pub mod user;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -269,7 +287,8 @@ struct InitRequest {
     hostname: String,
     network: Network,
     mounts: Vec<BindMount>,
-    pty: bool,
+    /// Allocate a pty of this size (rows, cols) in the sandbox.
+    pty: Option<(u16, u16)>,
     status_file: Option<PathBuf>,
     privileged: bool,
     set_home: bool,
@@ -333,7 +352,7 @@ pub fn spawn(spec: &Spec, init_exe: &Path) -> Result<Sandbox, SandboxError> {
         .env(FD_ENV, theirs.as_raw_fd().to_string());
     sys::keep_fd_in_child(&mut cmd, theirs.as_raw_fd());
 
-    let mut pty_master = None;
+    let mut pty_size = None;
     let mut merged_reader = None;
     match &spec.stdio {
         Stdio::Inherit => {
@@ -354,22 +373,18 @@ pub fn spawn(spec: &Spec, init_exe: &Path) -> Result<Sandbox, SandboxError> {
             merged_reader = Some(File::from(r));
         }
         Stdio::Pty => {
-            // Start with the size of rbuild's own terminal, if it has one; resize_pty later.
-            let (rows, cols) = [std::io::stdin().as_fd(), std::io::stdout().as_fd()]
-                .into_iter()
-                .find_map(sys::get_winsize)
-                .unwrap_or((24, 80));
-            let ws = nix::pty::Winsize {
-                ws_row: rows,
-                ws_col: cols,
-                ws_xpixel: 0,
-                ws_ypixel: 0,
-            };
-            let pty = nix::pty::openpty(Some(&ws), None).map_err(std::io::Error::from)?;
-            let s1 = pty.slave.try_clone()?;
-            let s2 = pty.slave.try_clone()?;
-            cmd.stdin(pty.slave).stdout(s1).stderr(s2);
-            pty_master = Some(File::from(pty.master));
+            // The pty is allocated inside the sandbox (its own devpts, so `tty` shows
+            // /dev/pts/0) and its master comes back with the start report. It starts with
+            // the size of rbuild's own terminal, if it has one; resize_pty later.
+            pty_size = Some(
+                [std::io::stdin().as_fd(), std::io::stdout().as_fd()]
+                    .into_iter()
+                    .find_map(sys::get_winsize)
+                    .unwrap_or((24, 80)),
+            );
+            cmd.stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
         }
         Stdio::File(path) => {
             use std::os::unix::fs::OpenOptionsExt;
@@ -424,31 +439,26 @@ pub fn spawn(spec: &Spec, init_exe: &Path) -> Result<Sandbox, SandboxError> {
                 ..m.clone()
             })
             .collect(),
-        pty: spec.stdio == Stdio::Pty,
+        pty: pty_size,
         status_file: spec.status_file.as_deref().map(abs),
         privileged: spec.privileged,
         set_home: spec.set_home,
         scratch_parent: abs(&std::env::temp_dir()),
     };
-    let reply = send(&ours, &ToInit::Start(Box::new(req))).and_then(|()| {
-        let mut line = String::new();
-        BufReader::new(&ours).read_line(&mut line)?;
-        Ok(line)
+    let reply = send(&ours, &ToInit::Start(Box::new(req))).and_then(|()| recv_line(&ours));
+    let mut pty_master = None;
+    let reply = reply.map(|(line, fds)| {
+        pty_master = fds.into_iter().next().map(File::from);
+        line
     });
     // After a report, init cleans up (scratch dir, Dir stubs) and exits by itself.
     let fail = |child: &mut Child, err: SandboxError| {
         let _ = child.wait();
         Err(err)
     };
-    let line = match reply {
-        Ok(l) => l,
-        Err(e) => {
-            let _ = child.kill();
-            return fail(&mut child, SandboxError::Io(e));
-        }
-    };
-    match serde_json::from_str::<FromInit>(line.trim_end()) {
-        Ok(FromInit::Started { pid }) => Ok(Sandbox {
+    let parsed = reply.map(|line| serde_json::from_str::<FromInit>(line.trim_end()));
+    match parsed {
+        Ok(Ok(FromInit::Started { pid })) => Ok(Sandbox {
             stdout: child
                 .stdout
                 .take()
@@ -466,12 +476,12 @@ pub fn spawn(spec: &Spec, init_exe: &Path) -> Result<Sandbox, SandboxError> {
             status: None,
             detached: false,
         }),
-        Ok(FromInit::Failed { message }) => fail(&mut child, SandboxError::Setup(message)),
-        Ok(FromInit::ExecFailed {
+        Ok(Ok(FromInit::Failed { message })) => fail(&mut child, SandboxError::Setup(message)),
+        Ok(Ok(FromInit::ExecFailed {
             argv0,
             reason,
             code,
-        }) => fail(
+        })) => fail(
             &mut child,
             SandboxError::Exec {
                 argv0,
@@ -479,7 +489,10 @@ pub fn spawn(spec: &Spec, init_exe: &Path) -> Result<Sandbox, SandboxError> {
                 code,
             },
         ),
-        Err(_) => {
+        Ok(Err(_)) | Err(_) => {
+            if let Ok(None) = child.try_wait() {
+                let _ = child.kill();
+            }
             let status = child.wait();
             let how = match status {
                 Ok(s) => s.to_string(),
@@ -496,9 +509,73 @@ pub fn spawn(spec: &Spec, init_exe: &Path) -> Result<Sandbox, SandboxError> {
 fn send(sock: &UnixStream, msg: &ToInit) -> std::io::Result<()> {
     let mut line = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
     line.push(b'\n');
-    // MSG_NOSIGNAL: an init that is gone gives EPIPE, never SIGPIPE, whatever the
-    // embedding program did with SIGPIPE.
-    let mut rest = &line[..];
+    send_all(sock, &line)
+}
+
+/// Read one newline-terminated message and the descriptors sent with it (SCM_RIGHTS).
+fn recv_line(sock: &UnixStream) -> std::io::Result<(String, Vec<OwnedFd>)> {
+    let mut buf = Vec::new();
+    let mut fds = Vec::new();
+    while !buf.contains(&b'\n') {
+        let (chunk, got) = recv_with_fds(sock)?;
+        fds.extend(got);
+        if chunk.is_empty() {
+            break;
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok((String::from_utf8_lossy(&buf).into_owned(), fds))
+}
+
+/// One recvmsg(2): the bytes read (empty at EOF) and the descriptors that came with them,
+/// close-on-exec.
+fn recv_with_fds(sock: &UnixStream) -> std::io::Result<(Vec<u8>, Vec<OwnedFd>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::RawFd;
+    let mut chunk = [0u8; 4096];
+    let mut cmsg = nix::cmsg_space!([RawFd; 4]);
+    let mut iov = [std::io::IoSliceMut::new(&mut chunk)];
+    let (n, raw) = loop {
+        match recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Ok(msg) => {
+                let mut raw = Vec::new();
+                for c in msg.cmsgs().map_err(std::io::Error::from)? {
+                    if let ControlMessageOwned::ScmRights(v) = c {
+                        raw.extend(v);
+                    }
+                }
+                break (msg.bytes, raw);
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let fds = raw.into_iter().map(sys::own_fd).collect();
+    Ok((chunk[..n].to_vec(), fds))
+}
+
+/// Send `bytes` with descriptors attached (SCM_RIGHTS), MSG_NOSIGNAL.
+fn send_with_fds(
+    sock: &UnixStream,
+    bytes: &[u8],
+    fds: &[std::os::fd::RawFd],
+) -> std::io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let iov = [std::io::IoSlice::new(bytes)];
+    let cmsg = [ControlMessage::ScmRights(fds)];
+    let n = sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None)?;
+    send_all(sock, &bytes[n..])
+}
+
+/// Write all of `bytes` with MSG_NOSIGNAL: a peer that is gone gives EPIPE, never SIGPIPE,
+/// whatever the program did with SIGPIPE.
+fn send_all(sock: &UnixStream, bytes: &[u8]) -> std::io::Result<()> {
+    let mut rest = bytes;
     while !rest.is_empty() {
         use nix::sys::socket::{send as send_to, MsgFlags};
         match send_to(sock.as_raw_fd(), rest, MsgFlags::MSG_NOSIGNAL) {

@@ -47,11 +47,17 @@ pub(crate) fn reset_signals() -> nix::Result<()> {
         // requirement applies; the process is single-threaded.
         unsafe { sigaction(sig, &dfl) }?;
     }
+    // Real-time signals (glibc reserves 32 and 33 for itself and refuses them).
+    for signo in libc::SIGRTMIN()..=libc::SIGRTMAX() {
+        // SAFETY: signal(2) with SIG_DFL installs no handler code; errors are ignored.
+        unsafe { libc::signal(signo, libc::SIG_DFL) };
+    }
     SigSet::empty().thread_set_mask()
 }
 
 /// Mark every descriptor from `first` upwards close-on-exec (close_range(2),
-/// CLOSE_RANGE_CLOEXEC, Linux 5.11), so nothing the parent leaked reaches the payload.
+/// CLOSE_RANGE_CLOEXEC, Linux 5.11; older kernels: each entry of /proc/self/fd), so nothing
+/// the parent leaked reaches the payload.
 pub(crate) fn cloexec_from(first: RawFd) -> io::Result<()> {
     // SAFETY: close_range only changes descriptor flags; it takes no pointers.
     let r = unsafe {
@@ -62,8 +68,17 @@ pub(crate) fn cloexec_from(first: RawFd) -> io::Result<()> {
             libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
         )
     };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
+    if r == 0 {
+        return Ok(());
+    }
+    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd >= first)
+        .collect();
+    for fd in fds {
+        use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+        // EBADF: the read_dir descriptor itself, closed by now.
+        let _ = fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
     }
     Ok(())
 }
@@ -166,13 +181,15 @@ pub(crate) fn loopback_up() -> io::Result<()> {
 }
 
 /// Take ownership of a descriptor nothing else owns: the socket the parent passed by
-/// number (checked open and a socket by the caller), or one `nix::fcntl::open` just returned.
+/// number (checked open and a socket by the caller), one `open(2)`/`ioctl(2)` just
+/// returned, or one just received with SCM_RIGHTS.
 pub(crate) fn own_fd(raw: RawFd) -> std::os::fd::OwnedFd {
     use std::os::fd::FromRawFd;
     // SAFETY: callers pass either the descriptor the parent created for this process alone
     // (close-on-exec cleared only in this child, number passed in the environment; nothing
-    // else in this freshly exec'd process refers to it) or a descriptor just returned by
-    // open(2) and not stored anywhere else, so ownership is unique.
+    // else in this freshly exec'd process refers to it) or a descriptor the kernel just
+    // created for this call (open, TIOCGPTPEER, SCM_RIGHTS reception) and that is not
+    // stored anywhere else, so ownership is unique.
     unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) }
 }
 
@@ -250,4 +267,45 @@ pub(crate) fn limit_capabilities(keep: u64) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Open a new pty pair in the devpts instance whose `ptmx` node is `ptmx` (the sandbox's
+/// own `/dev/pts/ptmx`, so the slave is `/dev/pts/N` inside): open the master, unlock it
+/// (TIOCSPTLCK) and open the slave through the master (TIOCGPTPEER, Linux 4.13), with no
+/// path lookup that could resolve to another instance. Returns (master, slave).
+pub(crate) fn open_pty_in(
+    ptmx: &std::path::Path,
+) -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use nix::fcntl::{open, OFlag};
+    use nix::sys::stat::Mode;
+    let raw = open(
+        ptmx,
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    let master = own_fd(raw);
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads an int through the pointer; `unlock` outlives the call.
+    if unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCSPTLCK,
+            &unlock as *const libc::c_int,
+        )
+    } < 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: TIOCGPTPEER takes open flags as an integer and returns a new descriptor.
+    let slave = unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    if slave < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((master, own_fd(slave)))
 }

@@ -33,7 +33,11 @@ pub struct CopyReport {
 /// portable xattrs and nanosecond mtimes are kept, hardlinks within a layer stay hardlinks.
 /// Used where overlayfs is unavailable, and to make the `lower` tree of [`crate::snapshot::diff_trees`].
 pub fn copy_tree(layers: &[PathBuf], dest: &Path) -> Result<CopyReport> {
-    let mut c = Copier { root: fsutil::is_root(), links: HashMap::new(), report: CopyReport::default() };
+    let mut c = Copier {
+        root: fsutil::is_root(),
+        links: HashMap::new(),
+        report: CopyReport::default(),
+    };
     for layer in layers.iter().rev() {
         c.links.clear();
         c.copy_dir(layer, dest)?;
@@ -56,7 +60,10 @@ impl Copier {
         let rd = fs::read_dir(src).map_err(|e| SnapshotError::io("read directory", src, e))?;
         let mut names = Vec::new();
         for de in rd {
-            names.push(de.map_err(|e| SnapshotError::io("read directory", src, e))?.file_name());
+            names.push(
+                de.map_err(|e| SnapshotError::io("read directory", src, e))?
+                    .file_name(),
+            );
         }
         names.sort();
         for name in names {
@@ -75,7 +82,8 @@ impl Copier {
                     }
                     _ => {
                         fsutil::remove_any(&d)?;
-                        fs::create_dir(&d).map_err(|e| SnapshotError::io("create directory", &d, e))?;
+                        fs::create_dir(&d)
+                            .map_err(|e| SnapshotError::io("create directory", &d, e))?;
                         self.report.entries += 1;
                     }
                 }
@@ -89,16 +97,20 @@ impl Copier {
                 if md.nlink() > 1 {
                     let key = (md.dev(), md.ino());
                     if let Some(first) = self.links.get(&key) {
-                        fs::hard_link(first, &d).map_err(|e| SnapshotError::io("create hardlink", &d, e))?;
+                        fs::hard_link(first, &d)
+                            .map_err(|e| SnapshotError::io("create hardlink", &d, e))?;
                         self.report.entries += 1;
                         continue;
                     }
                     self.links.insert(key, d.clone());
                 }
-                self.report.bytes += fs::copy(&s, &d).map_err(|e| SnapshotError::io("copy file to", &d, e))?;
+                self.report.bytes +=
+                    fs::copy(&s, &d).map_err(|e| SnapshotError::io("copy file to", &d, e))?;
             } else if ft.is_symlink() {
-                let target = fs::read_link(&s).map_err(|e| SnapshotError::io("read symlink", &s, e))?;
-                std::os::unix::fs::symlink(&target, &d).map_err(|e| SnapshotError::io("create symlink", &d, e))?;
+                let target =
+                    fs::read_link(&s).map_err(|e| SnapshotError::io("read symlink", &s, e))?;
+                std::os::unix::fs::symlink(&target, &d)
+                    .map_err(|e| SnapshotError::io("create symlink", &d, e))?;
             } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
                 let kind = if ft.is_char_device() {
                     SFlag::S_IFCHR
@@ -109,13 +121,17 @@ impl Copier {
                 };
                 if let Err(e) = fsutil::make_node(&d, kind, md.mode(), md.rdev()) {
                     if e.raw_os_error() == Some(libc::EPERM) {
-                        self.report.warnings.push(format!("skipped device node {}: {e}", s.display()));
+                        self.report
+                            .warnings
+                            .push(format!("skipped device node {}: {e}", s.display()));
                         continue;
                     }
                     return Err(SnapshotError::io("create node", &d, e));
                 }
             } else {
-                self.report.warnings.push(format!("skipped socket {}", s.display()));
+                self.report
+                    .warnings
+                    .push(format!("skipped socket {}", s.display()));
                 continue;
             }
             self.report.entries += 1;
@@ -133,7 +149,10 @@ impl Copier {
         }
         for (name, value) in fsutil::portable_xattrs(s)? {
             if let Err(e) = fsutil::set_xattr(d, &name, &value) {
-                self.report.warnings.push(format!("could not set xattr {name} on {}: {e}", d.display()));
+                self.report.warnings.push(format!(
+                    "could not set xattr {name} on {}: {e}",
+                    d.display()
+                ));
             }
         }
         fsutil::set_mtime(d, md.mtime(), md.mtime_nsec())
@@ -147,4 +166,3 @@ fn clear_dir(dir: &Path) -> Result<()> {
     }
     Ok(())
 }
-

@@ -64,11 +64,18 @@ pub enum SnapshotError {
 
 impl SnapshotError {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        SnapshotError::Io { op, path: path.into(), source }
+        SnapshotError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
     }
 
     pub(crate) fn unsafe_entry(entry: impl Into<String>, reason: impl Into<String>) -> Self {
-        SnapshotError::UnsafeEntry { entry: entry.into(), reason: reason.into() }
+        SnapshotError::UnsafeEntry {
+            entry: entry.into(),
+            reason: reason.into(),
+        }
     }
 }
 

@@ -45,7 +45,9 @@ pub(crate) fn portable_xattrs(path: &Path) -> Result<Vec<(String, Vec<u8>)>> {
     };
     let mut out = Vec::new();
     for name in names {
-        let Some(name) = name.to_str().map(str::to_owned) else { continue };
+        let Some(name) = name.to_str().map(str::to_owned) else {
+            continue;
+        };
         if !xattr_is_portable(&name) {
             continue;
         }
@@ -82,7 +84,9 @@ pub(crate) fn is_overlay_whiteout(path: &Path, md: &fs::Metadata) -> bool {
 /// Is the directory `path` overlay-opaque (`trusted.overlay.opaque=y` or the `user.` twin)?
 /// The value `x` (kernel 6.7+, "has xattr whiteouts") is not opaque.
 pub(crate) fn is_overlay_opaque(path: &Path) -> bool {
-    OPAQUE_XATTRS.iter().any(|n| get_xattr(path, n).as_deref() == Some(b"y"))
+    OPAQUE_XATTRS
+        .iter()
+        .any(|n| get_xattr(path, n).as_deref() == Some(b"y"))
 }
 
 /// Removes whatever is at `path` (not following a final symlink); a missing path is fine.
@@ -122,7 +126,12 @@ pub(crate) fn set_xattr(path: &Path, name: &str, value: &[u8]) -> io::Result<()>
 }
 
 /// Creates a device node or fifo.
-pub(crate) fn make_node(path: &Path, kind: nix::sys::stat::SFlag, mode: u32, dev: u64) -> io::Result<()> {
+pub(crate) fn make_node(
+    path: &Path,
+    kind: nix::sys::stat::SFlag,
+    mode: u32,
+    dev: u64,
+) -> io::Result<()> {
     let perm = nix::sys::stat::Mode::from_bits_truncate(mode & 0o7777);
     nix::sys::stat::mknod(path, kind, perm, dev).map_err(io::Error::from)
 }

@@ -83,7 +83,10 @@ fn page_size() -> usize {
 fn check_path(p: &Path, target: &Path) -> Result<String> {
     let s = p.to_str().ok_or_else(|| SnapshotError::Overlay {
         target: target.to_path_buf(),
-        message: format!("path {} is not UTF-8; use a store root with a plain path", p.display()),
+        message: format!(
+            "path {} is not UTF-8; use a store root with a plain path",
+            p.display()
+        ),
     })?;
     if s.contains([':', ',', '\\']) || s.is_empty() {
         return Err(SnapshotError::Overlay {
@@ -97,7 +100,10 @@ fn check_path(p: &Path, target: &Path) -> Result<String> {
 /// The overlay mount data string for these directories (plain paths, without the extra
 /// options), e.g. for a sandbox that mounts in its own namespace. Errors on unusable paths.
 pub fn mount_data(lower: &[PathBuf], upper: &Path, work: &Path) -> Result<String> {
-    let lowers: Vec<String> = lower.iter().map(|l| check_path(l, upper)).collect::<Result<_>>()?;
+    let lowers: Vec<String> = lower
+        .iter()
+        .map(|l| check_path(l, upper))
+        .collect::<Result<_>>()?;
     Ok(format!(
         "lowerdir={},upperdir={},workdir={}",
         lowers.join(":"),
@@ -109,7 +115,10 @@ pub fn mount_data(lower: &[PathBuf], upper: &Path, work: &Path) -> Result<String
 /// Mounts an overlay of `lower` (top first) + `upper` with the empty scratch dir `work` at
 /// `target`. `upper` and `work` must be directories on one filesystem. See the module docs.
 pub fn mount(lower: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<MountGuard> {
-    let err = |message: String| SnapshotError::Overlay { target: target.to_path_buf(), message };
+    let err = |message: String| SnapshotError::Overlay {
+        target: target.to_path_buf(),
+        message,
+    };
     if lower.len() > MAX_LOWER_LAYERS {
         return Err(err(format!(
             "{} lower layers exceed the kernel's limit of {MAX_LOWER_LAYERS}; flatten the image (copy mode)",
@@ -141,7 +150,12 @@ pub fn mount(lower: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Res
             Ok(s)
         };
         let lowers: Vec<String> = lower.iter().map(|l| fd_path(l)).collect::<Result<_>>()?;
-        let data = format!("lowerdir={},upperdir={},workdir={}", lowers.join(":"), fd_path(upper)?, fd_path(work)?);
+        let data = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lowers.join(":"),
+            fd_path(upper)?,
+            fd_path(work)?
+        );
         if data.len() + EXTRA_OPTIONS.len() > limit {
             return Err(err(format!(
                 "{} lower layers do not fit in one overlay mount's options ({} bytes, the limit is {limit}); flatten the image (copy mode)",
@@ -162,17 +176,30 @@ pub fn mount(lower: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Res
             "mount failed: {e} (upper and work must be directories on one filesystem that supports overlay upper dirs, work empty, target an existing directory)"
         ))
     })?;
-    Ok(MountGuard { target: target.to_path_buf(), mounted: true, _scratch_lower: scratch })
+    Ok(MountGuard {
+        target: target.to_path_buf(),
+        mounted: true,
+        _scratch_lower: scratch,
+    })
 }
 
 fn do_mount(target: &Path, data: &str) -> std::result::Result<(), Errno> {
-    nix::mount::mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(data))
+    nix::mount::mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(data),
+    )
 }
 
 /// Can overlayfs be mounted here (root, kernel support, an upper-capable filesystem under
 /// `tmp`)? Mounts a tiny overlay in a temporary directory under `tmp` and checks it works.
 pub fn overlay_supported(tmp: &Path) -> bool {
-    let Ok(dir) = tempfile::Builder::new().prefix("rbuild-overlay-probe-").tempdir_in(tmp) else {
+    let Ok(dir) = tempfile::Builder::new()
+        .prefix("rbuild-overlay-probe-")
+        .tempdir_in(tmp)
+    else {
         return false;
     };
     let d = dir.path();
@@ -188,7 +215,9 @@ pub fn overlay_supported(tmp: &Path) -> bool {
     let Ok(guard) = mount(&[lower], &upper, &work, &merged) else {
         return false;
     };
-    let ok = fs::read(merged.join("probe")).map(|v| v == b"x").unwrap_or(false)
+    let ok = fs::read(merged.join("probe"))
+        .map(|v| v == b"x")
+        .unwrap_or(false)
         && fs::remove_file(merged.join("probe")).is_ok()
         && fs::symlink_metadata(upper.join("probe")).is_ok();
     guard.unmount().is_ok() && ok

@@ -27,8 +27,9 @@ use std::collections::{HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::{self, BufReader, Read};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
@@ -62,19 +63,33 @@ pub struct UnpackOptions {
     /// Create character/block device nodes (default: when running as root). When false they
     /// are skipped with a warning in the report. Fifos are always created.
     pub devices: bool,
+    /// For [`UnpackMode::OverlayLayer`]: the already unpacked lower layers (top first). A
+    /// tar that writes `tmp/x` without a `tmp/` entry makes this layer create `tmp`, and in
+    /// an overlay the topmost copy of a directory decides its mode and owner; so an implicit
+    /// parent copies mode, owner, xattrs and mtime from the first of these layers that has
+    /// it as a real directory (instead of 0755, the process' owner, now). Empty: defaults.
+    pub parents_from: Vec<PathBuf>,
 }
 
 impl Default for UnpackOptions {
     fn default() -> Self {
         let root = fsutil::is_root();
-        UnpackOptions { mode: UnpackMode::Flatten, same_owner: root, devices: root }
+        UnpackOptions {
+            mode: UnpackMode::Flatten,
+            same_owner: root,
+            devices: root,
+            parents_from: Vec::new(),
+        }
     }
 }
 
 impl UnpackOptions {
     /// Defaults with [`UnpackMode::OverlayLayer`].
     pub fn overlay_layer() -> Self {
-        UnpackOptions { mode: UnpackMode::OverlayLayer, ..Self::default() }
+        UnpackOptions {
+            mode: UnpackMode::OverlayLayer,
+            ..Self::default()
+        }
     }
 }
 
@@ -122,21 +137,26 @@ pub fn unpack_layer_with(
         dirs: Vec::new(),
         report: UnpackReport::default(),
     };
-    let mut archive = tar::Archive::new(Counting { inner: BufReader::with_capacity(256 * 1024, tar), count: 0 });
-    let mut last_end: u64 = 0;
+    let mut archive = tar::Archive::new(Counting {
+        inner: BufReader::with_capacity(256 * 1024, tar),
+        count: 0,
+        eof: false,
+    });
     {
         let entries = archive.entries().map_err(SnapshotError::Tar)?;
         for entry in entries {
             let mut entry = entry.map_err(SnapshotError::Tar)?;
-            last_end = entry.raw_file_position() + entry.size().div_ceil(512) * 512;
             u.entry(&mut entry)?;
         }
     }
-    let read = archive.into_inner().count;
-    // The tar crate treats a clean EOF at a header boundary as the end; a real archive ends
-    // with zero blocks, so having read none after the last entry means the stream was cut.
-    if read < last_end + 512 {
-        return Err(SnapshotError::Truncated { bytes: read });
+    let counting = archive.into_inner();
+    // The tar crate stops at a zero block (the end-of-archive marker) or quietly at EOF on a
+    // header boundary. Entry data is read through exact-size limits, so hitting EOF at all
+    // means the stream ended before its end marker.
+    if counting.eof {
+        return Err(SnapshotError::Truncated {
+            bytes: counting.count,
+        });
     }
     u.finish_dirs()?;
     Ok(u.report)
@@ -145,13 +165,25 @@ pub fn unpack_layer_with(
 /// Unpacks into a new directory `dest` (which must not exist) atomically: the tar goes into a
 /// sibling temporary directory that is renamed to `dest` only when everything succeeded, and
 /// removed on error. The parent of `dest` must exist.
+///
+/// Before the rename the filesystem is flushed with one `syncfs(2)` (cheaper than an fsync
+/// per file), and the parent directory is fsynced after it, so a directory that exists under
+/// its final name after a crash is complete. If `dest` already exists the rename fails with
+/// an error and the temporary directory is removed (a caller racing another unpacker may treat
+/// an existing `dest` as success).
 pub fn unpack_to_new_dir(
     tar: impl Read,
     dest: &Path,
     opts: &UnpackOptions,
 ) -> Result<UnpackReport, SnapshotError> {
-    let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = dest.file_name().unwrap_or(OsStr::new("layer")).to_string_lossy();
+    let parent = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = dest
+        .file_name()
+        .unwrap_or(OsStr::new("layer"))
+        .to_string_lossy();
     let tmp = tempfile::Builder::new()
         .prefix(&format!(".{name}.unpacking-"))
         .tempdir_in(parent)
@@ -159,23 +191,35 @@ pub fn unpack_to_new_dir(
     let report = unpack_layer_with(tar, tmp.path(), opts)?;
     // tempdir() creates 0700; the layer root should be an ordinary directory.
     fsutil::set_mode(tmp.path(), 0o755)?;
+    let dir = fs::File::open(tmp.path()).map_err(|e| SnapshotError::io("open", tmp.path(), e))?;
+    nix::unistd::syncfs(dir.as_raw_fd())
+        .map_err(|e| SnapshotError::io("sync the filesystem of", tmp.path(), io::Error::from(e)))?;
+    drop(dir);
     let tmp_path = tmp.keep();
     if let Err(e) = fs::rename(&tmp_path, dest) {
         let _ = fs::remove_dir_all(&tmp_path);
         return Err(SnapshotError::io("rename the unpacked layer to", dest, e));
     }
+    if let Ok(p) = fs::File::open(parent) {
+        p.sync_all()
+            .map_err(|e| SnapshotError::io("sync directory", parent, e))?;
+    }
     Ok(report)
 }
 
-/// A reader that counts the bytes it handed out.
+/// A reader that counts the bytes it handed out and notices the end of its input.
 struct Counting<R> {
     inner: R,
     count: u64,
+    eof: bool,
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.eof = true;
+        }
         self.count += n as u64;
         Ok(n)
     }
@@ -234,10 +278,16 @@ struct Unpacker {
 /// Splits an entry name into components; refuses absolute names and NUL bytes.
 fn split_name(name: &[u8], shown: &str) -> Result<Vec<OsString>> {
     if name.first() == Some(&b'/') {
-        return Err(SnapshotError::unsafe_entry(shown, "absolute paths are not allowed in a layer"));
+        return Err(SnapshotError::unsafe_entry(
+            shown,
+            "absolute paths are not allowed in a layer",
+        ));
     }
     if name.contains(&0) {
-        return Err(SnapshotError::unsafe_entry(shown, "the name contains a NUL byte"));
+        return Err(SnapshotError::unsafe_entry(
+            shown,
+            "the name contains a NUL byte",
+        ));
     }
     Ok(name
         .split(|b| *b == b'/')
@@ -253,7 +303,12 @@ fn not_found(e: &io::Error) -> bool {
 impl Unpacker {
     /// Resolves directory components inside the root (see module docs). Returns the resolved
     /// relative path, or `None` when a component is missing and `create` is false.
-    fn resolve_dir(&mut self, comps: &[OsString], create: bool, shown: &str) -> Result<Option<PathBuf>> {
+    fn resolve_dir(
+        &mut self,
+        comps: &[OsString],
+        create: bool,
+        shown: &str,
+    ) -> Result<Option<PathBuf>> {
         let mut queue: VecDeque<OsString> = comps.iter().cloned().collect();
         let mut stack = PathBuf::new();
         let mut hops = 0;
@@ -263,7 +318,10 @@ impl Unpacker {
             }
             if c == ".." {
                 if !stack.pop() {
-                    return Err(SnapshotError::unsafe_entry(shown, "its path leaves the destination directory"));
+                    return Err(SnapshotError::unsafe_entry(
+                        shown,
+                        "its path leaves the destination directory",
+                    ));
                 }
                 continue;
             }
@@ -274,9 +332,13 @@ impl Unpacker {
                 Ok(md) if md.file_type().is_symlink() => {
                     hops += 1;
                     if hops > 40 {
-                        return Err(SnapshotError::unsafe_entry(shown, "too many levels of symlinks in its path"));
+                        return Err(SnapshotError::unsafe_entry(
+                            shown,
+                            "too many levels of symlinks in its path",
+                        ));
                     }
-                    let target = fs::read_link(&abs).map_err(|e| SnapshotError::io("read symlink", &abs, e))?;
+                    let target = fs::read_link(&abs)
+                        .map_err(|e| SnapshotError::io("read symlink", &abs, e))?;
                     if target.is_absolute() {
                         return Err(SnapshotError::unsafe_entry(
                             shown,
@@ -302,7 +364,9 @@ impl Unpacker {
                     if !create {
                         return Ok(None);
                     }
-                    fs::create_dir(&abs).map_err(|e| SnapshotError::io("create directory", &abs, e))?;
+                    fs::create_dir(&abs)
+                        .map_err(|e| SnapshotError::io("create directory", &abs, e))?;
+                    self.implicit_parent(&rel, &abs)?;
                     stack = rel;
                 }
                 Err(e) => return Err(SnapshotError::io("inspect", &abs, e)),
@@ -311,13 +375,39 @@ impl Unpacker {
         Ok(Some(stack))
     }
 
+    /// Gives a directory the tar did not describe the metadata of the lower layers' copy
+    /// (see [`UnpackOptions::parents_from`]).
+    fn implicit_parent(&mut self, rel: &Path, abs: &Path) -> Result<()> {
+        let Some(src) = self
+            .opts
+            .parents_from
+            .iter()
+            .find_map(|l| real_dir_in(l, rel))
+        else {
+            return Ok(());
+        };
+        let md = fs::symlink_metadata(&src).map_err(|e| SnapshotError::io("inspect", &src, e))?;
+        if self.opts.same_owner {
+            fsutil::set_owner(abs, md.uid(), md.gid())?;
+        }
+        for (name, value) in fsutil::portable_xattrs(&src)? {
+            if let Err(e) = fsutil::set_xattr(abs, &name, &value) {
+                self.warn(format!(
+                    "could not set xattr {name} on {}: {e}",
+                    rel.display()
+                ));
+            }
+        }
+        self.dirs
+            .push((rel.to_path_buf(), md.mode(), md.mtime(), md.mtime_nsec()));
+        Ok(())
+    }
+
     fn mark_written(&mut self, rel: &Path) {
-        for a in rel.ancestors() {
-            if a.as_os_str().is_empty() || !self.written.insert(a.to_path_buf()) {
-                // Once an ancestor is already present, all of its ancestors are too.
-                if !a.as_os_str().is_empty() {
-                    break;
-                }
+        for a in rel.ancestors().filter(|a| !a.as_os_str().is_empty()) {
+            // Once an ancestor is present, all of its ancestors are too.
+            if !self.written.insert(a.to_path_buf()) {
+                break;
             }
         }
     }
@@ -328,10 +418,20 @@ impl Unpacker {
 
     fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
         let kind = entry.header().entry_type();
-        if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink) {
+        if matches!(
+            kind,
+            EntryType::XGlobalHeader
+                | EntryType::XHeader
+                | EntryType::GNULongName
+                | EntryType::GNULongLink
+        ) {
             return Ok(());
         }
-        let name = entry.path_bytes().into_owned();
+        let pax = pax_info(entry)?;
+        let name = match pax.sparse.as_ref().and_then(|sp| sp.name.clone()) {
+            Some(real) => real,
+            None => entry.path_bytes().into_owned(),
+        };
         let shown = String::from_utf8_lossy(&name).into_owned();
         let comps = split_name(&name, &shown)?;
         self.report.entries += 1;
@@ -340,20 +440,30 @@ impl Unpacker {
             return Ok(());
         };
         if fname == ".." {
-            return Err(SnapshotError::unsafe_entry(&shown, "its path leaves the destination directory"));
+            return Err(SnapshotError::unsafe_entry(
+                &shown,
+                "its path leaves the destination directory",
+            ));
         }
         if let Some(wh) = fname.to_str().and_then(|f| f.strip_prefix(WH_PREFIX)) {
             return self.whiteout(parent_comps, wh, &shown);
         }
 
-        let (xattrs, mtime) = pax_info(entry)?;
+        let PaxInfo {
+            xattrs,
+            mtime,
+            sparse,
+        } = pax;
         let header = entry.header();
         let mode = header.mode().map_err(SnapshotError::Tar)?;
         let uid = id32(header.uid().map_err(SnapshotError::Tar)?, &shown)?;
         let gid = id32(header.gid().map_err(SnapshotError::Tar)?, &shown)?;
         let (secs, nsecs) = match mtime {
             Some(t) => t,
-            None => (i64::try_from(header.mtime().map_err(SnapshotError::Tar)?).unwrap_or(i64::MAX), 0),
+            None => (
+                i64::try_from(header.mtime().map_err(SnapshotError::Tar)?).unwrap_or(i64::MAX),
+                0,
+            ),
         };
 
         let Some(parent) = self.resolve_dir(parent_comps, true, &shown)? else {
@@ -373,14 +483,16 @@ impl Unpacker {
                     .custom_flags(libc::O_NOFOLLOW)
                     .open(&abs)
                     .map_err(|e| SnapshotError::io("create", &abs, e))?;
-                let n = io::copy(entry, &mut f).map_err(|e| match e.kind() {
-                    io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData | io::ErrorKind::Other => {
-                        SnapshotError::Tar(e)
+                let n = match &sparse {
+                    Some(sp) if kind == EntryType::Regular => {
+                        copy_pax_sparse(entry, &mut f, &abs, sp, &shown)?
                     }
-                    _ => SnapshotError::io("write", &abs, e),
-                })?;
-                if kind != EntryType::GNUSparse && n != entry.size() {
-                    return Err(SnapshotError::Truncated { bytes: entry.raw_file_position() + n });
+                    _ => copy_data(entry, &mut f, &abs)?,
+                };
+                if kind != EntryType::GNUSparse && sparse.is_none() && n != entry.size() {
+                    return Err(SnapshotError::Truncated {
+                        bytes: entry.raw_file_position() + n,
+                    });
                 }
                 self.report.bytes += n;
                 drop(f);
@@ -392,7 +504,8 @@ impl Unpacker {
                     Ok(md) if md.is_dir() => {}
                     _ => {
                         fsutil::remove_any(&abs)?;
-                        fs::create_dir(&abs).map_err(|e| SnapshotError::io("create directory", &abs, e))?;
+                        fs::create_dir(&abs)
+                            .map_err(|e| SnapshotError::io("create directory", &abs, e))?;
                     }
                 }
                 self.apply_meta(&abs, &shown, uid, gid, None, &xattrs)?;
@@ -413,20 +526,35 @@ impl Unpacker {
             EntryType::Link => {
                 let target_name = entry
                     .link_name_bytes()
-                    .ok_or_else(|| SnapshotError::unsafe_entry(&shown, "hardlink without a target"))?
+                    .ok_or_else(|| {
+                        SnapshotError::unsafe_entry(&shown, "hardlink without a target")
+                    })?
                     .into_owned();
                 self.hardlink(&abs, &target_name, &shown)?;
             }
             EntryType::Char | EntryType::Block => {
                 if !self.opts.devices {
-                    self.warn(format!("skipped device node {shown:?}: creating devices needs root"));
+                    self.warn(format!(
+                        "skipped device node {shown:?}: creating devices needs root"
+                    ));
                     return Ok(());
                 }
-                let major = header.device_major().map_err(SnapshotError::Tar)?.unwrap_or(0);
-                let minor = header.device_minor().map_err(SnapshotError::Tar)?.unwrap_or(0);
-                let sflag = if kind == EntryType::Char { SFlag::S_IFCHR } else { SFlag::S_IFBLK };
+                let major = header
+                    .device_major()
+                    .map_err(SnapshotError::Tar)?
+                    .unwrap_or(0);
+                let minor = header
+                    .device_minor()
+                    .map_err(SnapshotError::Tar)?
+                    .unwrap_or(0);
+                let sflag = if kind == EntryType::Char {
+                    SFlag::S_IFCHR
+                } else {
+                    SFlag::S_IFBLK
+                };
                 fsutil::remove_any(&abs)?;
-                if let Err(e) = fsutil::make_node(&abs, sflag, mode, fsutil::makedev(major, minor)) {
+                if let Err(e) = fsutil::make_node(&abs, sflag, mode, fsutil::makedev(major, minor))
+                {
                     if e.raw_os_error() == Some(libc::EPERM) {
                         self.warn(format!("skipped device node {shown:?}: {e}"));
                         return Ok(());
@@ -444,7 +572,10 @@ impl Unpacker {
                 fsutil::set_mtime(&abs, secs, nsecs)?;
             }
             other => {
-                self.warn(format!("skipped entry {shown:?} of unsupported tar type {:?}", other.as_byte() as char));
+                self.warn(format!(
+                    "skipped entry {shown:?} of unsupported tar type {:?}",
+                    other.as_byte() as char
+                ));
             }
         }
         Ok(())
@@ -461,10 +592,16 @@ impl Unpacker {
             SnapshotError::unsafe_entry(shown, "its hardlink target is an absolute path")
         })?;
         let Some((tname, tparent)) = tcomps.split_last() else {
-            return Err(SnapshotError::unsafe_entry(shown, "its hardlink target is the destination root"));
+            return Err(SnapshotError::unsafe_entry(
+                shown,
+                "its hardlink target is the destination root",
+            ));
         };
         if tname == ".." {
-            return Err(SnapshotError::unsafe_entry(shown, "its hardlink target leaves the destination directory"));
+            return Err(SnapshotError::unsafe_entry(
+                shown,
+                "its hardlink target leaves the destination directory",
+            ));
         }
         let missing = || {
             SnapshotError::unsafe_entry(
@@ -475,11 +612,16 @@ impl Unpacker {
                 ),
             )
         };
-        let tparent = self.resolve_dir(tparent, false, shown)?.ok_or_else(missing)?;
+        let tparent = self
+            .resolve_dir(tparent, false, shown)?
+            .ok_or_else(missing)?;
         let target = self.root.join(tparent.join(tname));
         match fs::symlink_metadata(&target) {
             Ok(md) if md.is_dir() => {
-                return Err(SnapshotError::unsafe_entry(shown, "its hardlink target is a directory"))
+                return Err(SnapshotError::unsafe_entry(
+                    shown,
+                    "its hardlink target is a directory",
+                ))
             }
             Ok(_) => {}
             Err(e) if not_found(&e) => return Err(missing()),
@@ -529,7 +671,10 @@ impl Unpacker {
                 self.warn(format!("skipped aufs metadata entry {shown:?}"));
                 return Ok(());
             }
-            return Err(SnapshotError::unsafe_entry(shown, "whiteout of an invalid name"));
+            return Err(SnapshotError::unsafe_entry(
+                shown,
+                "whiteout of an invalid name",
+            ));
         }
         match self.opts.mode {
             UnpackMode::Flatten => {
@@ -553,14 +698,28 @@ impl Unpacker {
                 self.mark_written(&parent);
                 let pabs = self.root.join(&parent);
                 if opaque {
-                    fsutil::set_xattr(&pabs, fsutil::OPAQUE_XATTRS[0], b"y")
-                        .map_err(|e| SnapshotError::io("mark opaque (needs root; or unpack in flatten mode)", &pabs, e))?;
+                    fsutil::set_xattr(&pabs, fsutil::OPAQUE_XATTRS[0], b"y").map_err(|e| {
+                        SnapshotError::io(
+                            "mark opaque (needs root; or unpack in flatten mode)",
+                            &pabs,
+                            e,
+                        )
+                    })?;
                 } else {
                     let rel = parent.join(wh);
+                    if self.written.contains(&rel) {
+                        // This layer wrote `name` itself: a whiteout only hides lower content.
+                        return Ok(());
+                    }
                     let abs = self.root.join(&rel);
                     fsutil::remove_any(&abs)?;
-                    fsutil::make_node(&abs, SFlag::S_IFCHR, 0, 0)
-                        .map_err(|e| SnapshotError::io("create whiteout device (needs root; or unpack in flatten mode)", &abs, e))?;
+                    fsutil::make_node(&abs, SFlag::S_IFCHR, 0, 0).map_err(|e| {
+                        SnapshotError::io(
+                            "create whiteout device (needs root; or unpack in flatten mode)",
+                            &abs,
+                            e,
+                        )
+                    })?;
                     self.mark_written(&rel);
                 }
             }
@@ -607,28 +766,196 @@ impl Unpacker {
     }
 }
 
-fn id32(id: u64, shown: &str) -> Result<u32> {
-    u32::try_from(id).map_err(|_| SnapshotError::unsafe_entry(shown, format!("owner id {id} does not fit in 32 bits")))
+/// `layer/rel` when every component of it is a real directory (no symlink is followed).
+fn real_dir_in(layer: &Path, rel: &Path) -> Option<PathBuf> {
+    let mut p = layer.to_path_buf();
+    for c in rel.components() {
+        p.push(c);
+        if !fs::symlink_metadata(&p).ok()?.is_dir() {
+            return None;
+        }
+    }
+    Some(p)
 }
 
-type PaxInfo = (Vec<(String, Vec<u8>)>, Option<(i64, i64)>);
+/// Copies an entry's data, telling read errors (the tar) from write errors (the file).
+fn copy_data(r: &mut impl Read, f: &mut fs::File, abs: &Path) -> Result<u64> {
+    use std::io::Write;
+    let mut buf = vec![0u8; 128 * 1024];
+    let mut n = 0u64;
+    loop {
+        let k = match r.read(&mut buf) {
+            Ok(0) => return Ok(n),
+            Ok(k) => k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(SnapshotError::Tar(e)),
+        };
+        f.write_all(&buf[..k])
+            .map_err(|e| SnapshotError::io("write", abs, e))?;
+        n += k as u64;
+    }
+}
 
-/// The entry's xattrs (`SCHILY.xattr.*`) and precise mtime from its PAX header, if any.
+fn id32(id: u64, shown: &str) -> Result<u32> {
+    u32::try_from(id).map_err(|_| {
+        SnapshotError::unsafe_entry(shown, format!("owner id {id} does not fit in 32 bits"))
+    })
+}
+
+/// What an entry's PAX header says beyond what the tar crate applies itself.
+struct PaxInfo {
+    /// `SCHILY.xattr.<name>` records.
+    xattrs: Vec<(String, Vec<u8>)>,
+    /// A precise `mtime` (seconds, nanoseconds).
+    mtime: Option<(i64, i64)>,
+    /// GNU tar's PAX sparse-file records (formats 0.0, 0.1 and 1.0).
+    sparse: Option<PaxSparse>,
+}
+
+#[derive(Default)]
+struct PaxSparse {
+    /// `GNU.sparse.name`: the real name (the header holds `GNUSparseFile.<pid>/<name>`).
+    name: Option<Vec<u8>>,
+    /// `GNU.sparse.realsize` (1.0) or `GNU.sparse.size` (0.x): the expanded size.
+    real_size: Option<u64>,
+    /// `GNU.sparse.major` is 1: the map is at the start of the data.
+    map_in_data: bool,
+    /// 0.1's `GNU.sparse.map` or 0.0's repeated `GNU.sparse.offset`/`numbytes`: offset, size,
+    /// offset, size, ...
+    map: Vec<u64>,
+}
+
+/// The entry's PAX records we handle.
 fn pax_info<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<PaxInfo> {
-    let mut xattrs = Vec::new();
-    let mut mtime = None;
-    if let Some(exts) = entry.pax_extensions().map_err(SnapshotError::Tar)? {
-        for ext in exts {
-            let ext = ext.map_err(SnapshotError::Tar)?;
-            let Ok(key) = ext.key() else { continue };
-            if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
-                xattrs.push((name.to_owned(), ext.value_bytes().to_vec()));
-            } else if key == "mtime" {
-                mtime = ext.value().ok().and_then(parse_pax_time);
+    let mut info = PaxInfo {
+        xattrs: Vec::new(),
+        mtime: None,
+        sparse: None,
+    };
+    let Some(exts) = entry.pax_extensions().map_err(SnapshotError::Tar)? else {
+        return Ok(info);
+    };
+    let bad = |what: &str| {
+        SnapshotError::Tar(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("invalid PAX record {what}"),
+        ))
+    };
+    for ext in exts {
+        let ext = ext.map_err(SnapshotError::Tar)?;
+        let Ok(key) = ext.key() else { continue };
+        let num = || {
+            ext.value()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| bad(key))
+        };
+        if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
+            info.xattrs
+                .push((name.to_owned(), ext.value_bytes().to_vec()));
+        } else if key == "mtime" {
+            info.mtime = ext.value().ok().and_then(parse_pax_time);
+        } else if let Some(sk) = key.strip_prefix("GNU.sparse.") {
+            let sp = info.sparse.get_or_insert_with(PaxSparse::default);
+            match sk {
+                "name" => sp.name = Some(ext.value_bytes().to_vec()),
+                "realsize" | "size" => sp.real_size = Some(num()?),
+                "major" => sp.map_in_data = num()? == 1,
+                "offset" | "numbytes" => sp.map.push(num()?),
+                "map" => {
+                    for v in ext
+                        .value()
+                        .map_err(|_| bad(key))?
+                        .split(',')
+                        .filter(|v| !v.is_empty())
+                    {
+                        sp.map.push(v.trim().parse().map_err(|_| bad(key))?);
+                    }
+                }
+                _ => {}
             }
         }
     }
-    Ok((xattrs, mtime))
+    Ok(info)
+}
+
+/// Writes a GNU PAX sparse file: data chunks at their offsets, then the real size.
+fn copy_pax_sparse<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    f: &mut fs::File,
+    abs: &Path,
+    sp: &PaxSparse,
+    shown: &str,
+) -> Result<u64> {
+    use std::io::{Seek, SeekFrom, Write};
+    let bad = |why: &str| {
+        SnapshotError::Tar(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("sparse file {shown:?}: {why}"),
+        ))
+    };
+    let mut consumed = 0u64;
+    let map: Vec<u64> = if sp.map_in_data {
+        // Decimal numbers, one a line: count, then offset/size pairs; padded to 512 bytes.
+        let mut read_num = |consumed: &mut u64| -> Result<u64> {
+            let mut digits = Vec::new();
+            loop {
+                let mut b = [0u8; 1];
+                entry.read_exact(&mut b).map_err(SnapshotError::Tar)?;
+                *consumed += 1;
+                if b[0] == b'\n' {
+                    break;
+                }
+                if !b[0].is_ascii_digit() || digits.len() > 20 {
+                    return Err(bad("corrupt sparse map"));
+                }
+                digits.push(b[0]);
+            }
+            std::str::from_utf8(&digits)
+                .ok()
+                .and_then(|d| d.parse().ok())
+                .ok_or_else(|| bad("corrupt sparse map"))
+        };
+        let count = read_num(&mut consumed)?;
+        if count > 1 << 20 {
+            return Err(bad("too many sparse chunks"));
+        }
+        let mut map = Vec::new();
+        for _ in 0..count * 2 {
+            map.push(read_num(&mut consumed)?);
+        }
+        let pad = consumed.div_ceil(512) * 512 - consumed;
+        io::copy(&mut entry.by_ref().take(pad), &mut io::sink()).map_err(SnapshotError::Tar)?;
+        consumed += pad;
+        map
+    } else {
+        sp.map.clone()
+    };
+    if !map.len().is_multiple_of(2) {
+        return Err(bad("odd sparse map"));
+    }
+    let mut data = 0u64;
+    for pair in map.chunks(2) {
+        let (offset, size) = (pair[0], pair[1]);
+        f.seek(SeekFrom::Start(offset))
+            .map_err(|e| SnapshotError::io("seek in", abs, e))?;
+        let n = copy_data(&mut entry.by_ref().take(size), f, abs)?;
+        if n != size {
+            return Err(SnapshotError::Truncated {
+                bytes: entry.raw_file_position() + consumed + data + n,
+            });
+        }
+        data += n;
+    }
+    if consumed + data != entry.size() {
+        return Err(bad("sparse map does not match the entry size"));
+    }
+    if let Some(real) = sp.real_size {
+        f.set_len(real)
+            .map_err(|e| SnapshotError::io("set the size of", abs, e))?;
+    }
+    let _ = f.flush();
+    Ok(data)
 }
 
 /// Parses a PAX time like `1700000000.123456789` (or negative) into seconds and nanoseconds.

@@ -545,6 +545,12 @@ impl Store {
             w.flush().at(out)?;
         }
         tmp.as_file().sync_all().at(out)?;
+        // Temp files are 0600; the store is as readable as Docker's (blobs 0644).
+        std::fs::set_permissions(
+            tmp.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o644),
+        )
+        .at(out)?;
         tmp.persist(out).map_err(|e| StoreError::Io {
             path: out.to_path_buf(),
             source: e.error,

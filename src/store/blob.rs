@@ -64,6 +64,12 @@ impl BlobWriter {
         let target = blobs.join(digest.hex());
         if !target.exists() {
             tmp.as_file().sync_all().at(tmp.path())?;
+            // Temp files are 0600; the store is as readable as Docker's (blobs 0644).
+            std::fs::set_permissions(
+                tmp.path(),
+                std::os::unix::fs::PermissionsExt::from_mode(0o644),
+            )
+            .at(&target)?;
             tmp.persist(&target).map_err(|e| StoreError::Io {
                 path: target.clone(),
                 source: e.error,

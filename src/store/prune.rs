@@ -59,7 +59,10 @@ fn remove_tree(p: &Path) -> Result<()> {
 impl Store {
     /// Delete every blob and snapshot no tag or cache record references (with `all`, drop
     /// the build cache first).
-    pub fn prune(&self, all: bool) -> Result<PruneReport> {
+    ///
+    /// `in_use` names snapshot dirs that something outside the store (a container's
+    /// overlay) still mounts as lower dirs: they are kept whatever references them.
+    pub fn prune(&self, all: bool, in_use: &[std::path::PathBuf]) -> Result<PruneReport> {
         let _gc = self.lock_file("gc.lock", FlockArg::LockExclusive)?;
         let mut report = PruneReport::default();
         let mut keep_blobs: HashSet<Digest> = HashSet::new();
@@ -90,6 +93,13 @@ impl Store {
                     .map(|d| d.hex().to_string()),
             );
         }
+        keep_snaps.extend(
+            in_use
+                .iter()
+                .filter(|p| p.parent() == Some(self.snapshots_dir().as_path()))
+                .filter_map(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned()),
+        );
         if !all {
             for (_, rec) in self.cache_records()? {
                 keep_blobs.extend(rec.layer.map(|l| l.digest));
@@ -144,6 +154,17 @@ impl Store {
             remove_tree(&e.path())?;
             if !name.starts_with('.') {
                 report.snapshots.push(name);
+            }
+        }
+        // index.json temp files are only made under the index lock: any left are a crash's.
+        {
+            let _index = self.lock_file("index.lock", FlockArg::LockExclusive)?;
+            let oci = self.oci_dir();
+            for e in fs::read_dir(&oci).at(&oci)?.filter_map(|e| e.ok()) {
+                if e.file_name().to_string_lossy().starts_with(".tmp-") {
+                    report.bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+                    let _ = fs::remove_file(e.path());
+                }
             }
         }
         // Nobody holds a lease, so whatever is in ingest/ is left over from a crash.

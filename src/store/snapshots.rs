@@ -12,11 +12,11 @@
 use std::fs;
 use std::io::BufReader;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::snapshot;
 
-use super::{Descriptor, Digest, HashingReader, IoContext, Result, Store, StoreError};
+use super::{Descriptor, Digest, HashingReader, ImageRecord, IoContext, Result, Store, StoreError};
 
 impl Store {
     /// Where the unpacked tree of the layer with this diff ID lives (whether or not it does).
@@ -87,5 +87,50 @@ impl Store {
         }
         super::sync_dir(&snaps)?;
         Ok((dest, report.warnings))
+    }
+
+    /// Unpack every layer of `img` (bottom first) and return the snapshot directories in
+    /// that order; reverse them for overlayfs's `lowerdir=` (top first).
+    pub fn ensure_image_unpacked(&self, img: &ImageRecord) -> Result<Vec<PathBuf>> {
+        let diff_ids = &img.config.rootfs.diff_ids;
+        if diff_ids.len() != img.manifest.layers.len() {
+            return Err(StoreError::Unsupported(format!(
+                "image {} is inconsistent: {} layers in the manifest, {} diff IDs in the config",
+                img.id,
+                img.manifest.layers.len(),
+                diff_ids.len()
+            )));
+        }
+        img.manifest
+            .layers
+            .iter()
+            .zip(diff_ids)
+            .map(|(l, d)| self.ensure_unpacked(l, d))
+            .collect()
+    }
+
+    /// Make `dir` the snapshot of `diff_id` by renaming it into place (it must be on the
+    /// store's file system, e.g. under [`Store::tmp_dir`], and be in overlay-lowerdir form:
+    /// an overlay upper dir after a RUN is). If the snapshot exists already, `dir` is
+    /// removed. Saves re-unpacking a layer the builder just wrote.
+    pub fn adopt_snapshot(&self, dir: &Path, diff_id: &Digest) -> Result<PathBuf> {
+        let dest = self.snapshot_dir(diff_id);
+        if !dest.is_dir() {
+            match fs::rename(dir, &dest) {
+                Ok(()) => {
+                    super::sync_dir(&self.snapshots_dir())?;
+                    return Ok(dest);
+                }
+                Err(_) if dest.is_dir() => {}
+                Err(e) => {
+                    return Err(StoreError::Io {
+                        path: dest,
+                        source: e,
+                    })
+                }
+            }
+        }
+        fs::remove_dir_all(dir).at(dir)?;
+        Ok(dest)
     }
 }

@@ -21,8 +21,17 @@ pub fn describe_opts(root: &Path, with_dir_mtime: bool) -> Vec<String> {
     out
 }
 
-fn walk(root: &Path, dir: &Path, out: &mut Vec<String>, groups: &mut HashMap<(u64, u64), String>, dmt: bool) {
-    let mut names: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+fn walk(
+    root: &Path,
+    dir: &Path,
+    out: &mut Vec<String>,
+    groups: &mut HashMap<(u64, u64), String>,
+    dmt: bool,
+) {
+    let mut names: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     names.sort();
     for n in names {
         let p = dir.join(&n);
@@ -57,11 +66,18 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>, groups: &mut HashMap<(u6
             .unwrap_or_default();
         xattrs.sort();
         let group = if !ft.is_dir() && md.nlink() > 1 {
-            groups.entry((md.dev(), md.ino())).or_insert_with(|| rel.clone()).clone()
+            groups
+                .entry((md.dev(), md.ino()))
+                .or_insert_with(|| rel.clone())
+                .clone()
         } else {
             String::new()
         };
-        let mode = if ft.is_symlink() { 0 } else { md.mode() & 0o7777 };
+        let mode = if ft.is_symlink() {
+            0
+        } else {
+            md.mode() & 0o7777
+        };
         let mtime = if ft.is_dir() && !dmt { 0 } else { md.mtime() };
         out.push(format!(
             "{rel} {kind} {mode:o} {}:{} t={mtime} {extra} [{}] {group}",
@@ -84,16 +100,36 @@ pub struct Raw<'a> {
 }
 
 pub fn file<'a>(name: &'a str, data: &'a [u8]) -> Raw<'a> {
-    Raw { name: name.as_bytes(), kind: tar::EntryType::Regular, data, link: None }
+    Raw {
+        name: name.as_bytes(),
+        kind: tar::EntryType::Regular,
+        data,
+        link: None,
+    }
 }
 pub fn dir(name: &str) -> Raw<'_> {
-    Raw { name: name.as_bytes(), kind: tar::EntryType::Directory, data: b"", link: None }
+    Raw {
+        name: name.as_bytes(),
+        kind: tar::EntryType::Directory,
+        data: b"",
+        link: None,
+    }
 }
 pub fn symlink<'a>(name: &'a str, target: &'a str) -> Raw<'a> {
-    Raw { name: name.as_bytes(), kind: tar::EntryType::Symlink, data: b"", link: Some(target.as_bytes()) }
+    Raw {
+        name: name.as_bytes(),
+        kind: tar::EntryType::Symlink,
+        data: b"",
+        link: Some(target.as_bytes()),
+    }
 }
 pub fn hardlink<'a>(name: &'a str, target: &'a str) -> Raw<'a> {
-    Raw { name: name.as_bytes(), kind: tar::EntryType::Link, data: b"", link: Some(target.as_bytes()) }
+    Raw {
+        name: name.as_bytes(),
+        kind: tar::EntryType::Link,
+        data: b"",
+        link: Some(target.as_bytes()),
+    }
 }
 
 /// Writes entries with exactly these names (the tar crate's builder would refuse `..` or `/`).
@@ -106,7 +142,11 @@ pub fn raw_tar(entries: &[Raw<'_>]) -> Vec<u8> {
             h.as_old_mut().linkname[..l.len()].copy_from_slice(l);
         }
         h.set_entry_type(e.kind);
-        h.set_mode(if e.kind == tar::EntryType::Directory { 0o755 } else { 0o644 });
+        h.set_mode(if e.kind == tar::EntryType::Directory {
+            0o755
+        } else {
+            0o644
+        });
         h.set_size(e.data.len() as u64);
         h.set_mtime(1_000_000);
         h.set_uid(0);
@@ -122,6 +162,13 @@ pub fn all_paths(dir: &Path) -> Vec<String> {
     walkdir::WalkDir::new(dir)
         .sort_by_file_name()
         .into_iter()
-        .map(|e| e.unwrap().path().strip_prefix(dir).unwrap().display().to_string())
+        .map(|e| {
+            e.unwrap()
+                .path()
+                .strip_prefix(dir)
+                .unwrap()
+                .display()
+                .to_string()
+        })
         .collect()
 }

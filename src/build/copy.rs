@@ -1,0 +1,582 @@
+//! COPY, ADD and WORKDIR: written straight into an overlay of the parent layers (no
+//! sandbox), following Docker's destination rules.
+//!
+//! Destination rules (Docker's):
+//! - a relative destination is relative to WORKDIR; missing parent directories are created
+//!   (0755, root, or the `--chown` owner);
+//! - a destination ending in `/` (or `.`) is a directory; with several sources it must be;
+//! - a directory source copies its *contents* into the destination;
+//! - a file source goes to `dest/<name>` when the destination is a directory (or already is
+//!   one), else to `dest` itself;
+//! - files from the context are owned by 0:0 unless `--chown`; files from `--from` keep
+//!   their owners unless `--chown`. `--chown=user` without a group uses the uid as gid
+//!   (Docker's documented rule); names are looked up in the image's /etc/passwd, /etc/group;
+//! - `--chmod` (octal) applies to every copied file and directory;
+//! - ADD extracts a local tar (plain or gzip) into the destination directory; `--checksum`
+//!   checks a local file's sha256; URLs and git sources are not supported yet.
+//!
+//! Paths inside the image are resolved like in a chroot (symlinks stay inside the root).
+
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest as _, Sha256};
+
+use crate::dockerfile::ast::{Add, Copy, Source};
+use crate::plan::cachekey::{self, CopyInput, CopySource};
+use crate::plan::context::{has_wildcard, ContextIndex, EntryKind, NoFilter, SourceMatch};
+use crate::plan::graph::{is_remote_source, stage_by_name};
+use crate::snapshot::{self, DiffSource, MtimePolicy, UnpackOptions};
+use crate::store::CacheRecord;
+
+use super::rootfs::{lower_dirs, mkdir_in_root, resolve_in_root, with_overlay, write_layer_blob, Layer, Scratch};
+use super::run::key_hex;
+use super::stage::{absolute, StageState, StepInfo};
+use super::{BuildError, Ctx};
+
+/// One source of a COPY/ADD after expansion.
+#[derive(Debug, Clone)]
+pub enum Src {
+    /// A path or pattern.
+    Path(String),
+    /// An inline file.
+    Heredoc {
+        /// File name.
+        name: String,
+        /// Content.
+        content: String,
+    },
+}
+
+/// A COPY or ADD after expansion.
+#[derive(Debug, Clone)]
+pub struct CopyRequest {
+    pub op: &'static str,
+    pub sources: Vec<Src>,
+    pub dest: String,
+    pub from: Option<String>,
+    pub chown: Option<String>,
+    pub chmod: Option<u32>,
+    pub flags: Vec<String>,
+    pub unpack: bool,
+    pub checksum: Option<String>,
+}
+
+type Exp<'a> = &'a dyn Fn(&str) -> Result<String, BuildError>;
+
+fn sources(srcs: &[Source], exp: Exp<'_>) -> Result<Vec<Src>, BuildError> {
+    srcs.iter()
+        .map(|s| match s {
+            Source::Path(p) => Ok(Src::Path(exp(p)?)),
+            Source::Heredoc(h) => Ok(Src::Heredoc {
+                name: h.name.clone(),
+                content: if h.expand { exp(&h.content)? } else { h.content.clone() },
+            }),
+        })
+        .collect()
+}
+
+fn parse_chmod(s: &str, info: &StepInfo) -> Result<u32, BuildError> {
+    u32::from_str_radix(s, 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| info.err(format!("invalid --chmod={s}: give an octal mode such as 755")))
+}
+
+impl CopyRequest {
+    /// From a COPY instruction.
+    pub fn from_copy(c: &Copy, exp: Exp<'_>, info: &StepInfo) -> Result<Self, BuildError> {
+        if c.parents {
+            return Err(info.err("COPY --parents is not supported yet"));
+        }
+        if !c.exclude.is_empty() {
+            return Err(info.err("COPY --exclude is not supported yet; use .dockerignore"));
+        }
+        let mut flags = Vec::new();
+        if c.link {
+            flags.push("--link".to_string());
+        }
+        Ok(CopyRequest {
+            op: "copy",
+            sources: sources(&c.sources, exp)?,
+            dest: exp(&c.dest)?,
+            from: c.from.as_deref().map(exp).transpose()?,
+            chown: c.chown.as_deref().map(exp).transpose()?,
+            chmod: c.chmod.as_deref().map(|m| exp(m).and_then(|m| parse_chmod(&m, info))).transpose()?,
+            flags,
+            unpack: false,
+            checksum: None,
+        })
+    }
+
+    /// From an ADD instruction.
+    pub fn from_add(a: &Add, exp: Exp<'_>, info: &StepInfo) -> Result<Self, BuildError> {
+        if a.sources.iter().any(is_remote_source) {
+            return Err(info.err(
+                "ADD from a URL or git repository is not supported yet; download the file into the context and COPY it",
+            ));
+        }
+        if !a.exclude.is_empty() {
+            return Err(info.err("ADD --exclude is not supported yet; use .dockerignore"));
+        }
+        let unpack = a.unpack.unwrap_or(true);
+        let mut flags = Vec::new();
+        if a.link {
+            flags.push("--link".to_string());
+        }
+        flags.push(format!("--unpack={unpack}"));
+        let checksum = a.checksum.as_deref().map(exp).transpose()?;
+        if let Some(c) = &checksum {
+            flags.push(format!("--checksum={c}"));
+        }
+        Ok(CopyRequest {
+            op: "add",
+            sources: sources(&a.sources, exp)?,
+            dest: exp(&a.dest)?,
+            from: None,
+            chown: a.chown.as_deref().map(exp).transpose()?,
+            chmod: a.chmod.as_deref().map(|m| exp(m).and_then(|m| parse_chmod(&m, info))).transpose()?,
+            flags,
+            unpack,
+            checksum,
+        })
+    }
+}
+
+enum From {
+    Context(Arc<ContextIndex>),
+    Stage { key: String, layers: Vec<Layer> },
+    Image { manifest: String, layers: Vec<Layer> },
+}
+
+/// COPY or ADD; `Ok(true)` on a cache hit.
+pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &StepInfo) -> Result<bool, BuildError> {
+    let workdir = s.workdir();
+    let dir_hint = req.dest.ends_with('/') || req.dest == "." || req.dest.ends_with("/.") || req.dest == "..";
+    let dest_abs = absolute(&workdir, &req.dest);
+    let paths: Vec<&str> = req
+        .sources
+        .iter()
+        .filter_map(|s| match s {
+            Src::Path(p) => Some(p.as_str()),
+            Src::Heredoc { .. } => None,
+        })
+        .collect();
+    if req.sources.len() > 1 && !dir_hint {
+        return Err(info.err(format!(
+            "when using {} with more than one source file, the destination must be a directory and end with a /",
+            req.op.to_uppercase()
+        )));
+    }
+
+    let from = match &req.from {
+        None => From::Context(if paths.is_empty() { Arc::new(empty_index(ctx)?) } else { ctx.context()? }),
+        Some(f) => match stage_by_name(ctx.df, f) {
+            Some(j) => {
+                if !ctx.is_needed(j) {
+                    return Err(info.err(format!("--from={f} names a stage the build did not plan")));
+                }
+                let st = ctx.wait_stage(j)?;
+                From::Stage { key: st.key.clone(), layers: st.layers.clone() }
+            }
+            None => {
+                let rec = ctx.store.resolve(f).map_err(|e| info.err(format!("--from={f}: {e}")))?;
+                let layers = rec
+                    .manifest
+                    .layers
+                    .iter()
+                    .zip(rec.config.rootfs.diff_ids.iter())
+                    .map(|(d, id)| Layer { desc: d.clone(), diff_id: id.clone() })
+                    .collect();
+                From::Image { manifest: rec.manifest_desc.digest.to_string(), layers }
+            }
+        },
+    };
+
+    // The content digest: exactly the selected context files, plus inline files.
+    let mut context_matches: Vec<Vec<SourceMatch>> = Vec::new();
+    let mut content = String::new();
+    if let From::Context(idx) = &from {
+        let mut all = Vec::new();
+        for p in &paths {
+            let m = idx.select(p).map_err(|e| info.err(e.to_string()))?;
+            all.extend(m.iter().cloned());
+            context_matches.push(m);
+        }
+        let d = idx.digest_selection(&all, &ctx.stat_cache).map_err(|e| info.err(e.to_string()))?;
+        content = d.digest;
+    }
+    let mut h = Sha256::new();
+    h.update(content.as_bytes());
+    for src in &req.sources {
+        if let Src::Heredoc { name, content } = src {
+            h.update((name.len() as u64).to_be_bytes());
+            h.update(name.as_bytes());
+            h.update((content.len() as u64).to_be_bytes());
+            h.update(content.as_bytes());
+        }
+    }
+    let content = format!("sha256:{}", hex::encode(h.finalize()));
+    let src_texts: Vec<String> = req
+        .sources
+        .iter()
+        .map(|s| match s {
+            Src::Path(p) => p.clone(),
+            Src::Heredoc { name, .. } => format!("<<{name}"),
+        })
+        .collect();
+    let dest_key = if dir_hint { format!("{dest_abs}/") } else { dest_abs.clone() };
+    let key = cachekey::copy_key(
+        &s.key,
+        &CopyInput {
+            op: req.op,
+            from: match &from {
+                From::Context(_) => CopySource::Context,
+                From::Stage { key, .. } => CopySource::Stage { key },
+                From::Image { manifest, .. } => CopySource::Image { manifest_digest: manifest },
+            },
+            sources: &src_texts,
+            dest: &dest_key,
+            chown: req.chown.as_deref(),
+            chmod: req.chmod.map(|m| format!("{m:o}")).as_deref(),
+            flags: &req.flags,
+            content: &content,
+        },
+    );
+    let hex = key_hex(&key.digest);
+    if !ctx.opts.no_cache {
+        if let Some(rec) = ctx.store.cache_get(hex) {
+            s.apply_record(&key.digest, &rec);
+            return Ok(true);
+        }
+    }
+
+    let lower = lower_dirs(ctx.store, &s.layers)?;
+    let src_lower = match &from {
+        From::Stage { layers, .. } | From::Image { layers, .. } => Some(lower_dirs(ctx.store, layers)?),
+        From::Context(_) => None,
+    };
+    let scratch = Scratch::new(&ctx.tmp, "copy-")?;
+    let from_ref = &from;
+    let req_ref = &req;
+    let matches_ref = &context_matches;
+    with_overlay(&scratch, &lower, src_lower.as_deref(), |root, src_root| {
+        let owner = match &req_ref.chown {
+            Some(c) => Some(resolve_chown(root, c).map_err(|e| info.err(e))?),
+            None => None,
+        };
+        let (idx, matches): (Arc<ContextIndex>, Vec<Vec<SourceMatch>>) = match (from_ref, src_root) {
+            (From::Context(idx), _) => (Arc::clone(idx), matches_ref.clone()),
+            (_, Some(src)) => {
+                let idx = ContextIndex::scan(src, Arc::new(NoFilter)).map_err(|e| info.err(e.to_string()))?;
+                let mut m = Vec::new();
+                for p in &paths {
+                    m.push(idx.select(p).map_err(|e| info.err(e.to_string()))?);
+                }
+                (Arc::new(idx), m)
+            }
+            (_, None) => return Err(info.err("internal: the --from source is not mounted")),
+        };
+        let keep_owner = !matches!(from_ref, From::Context(_));
+        let multi = req_ref.sources.len() > 1
+            || matches.iter().any(|m| m.len() > 1)
+            || paths.iter().any(|p| has_wildcard(p)) && matches.iter().map(Vec::len).sum::<usize>() > 1;
+        let existing_dir = resolve_in_root(root, &dest_abs, true).map(|p| p.is_dir()).unwrap_or(false);
+        let into_dir = dir_hint || multi || existing_dir;
+        let placer = Placer { root, src_base: idx.root(), idx: &idx, owner, keep_owner, chmod: req_ref.chmod };
+        let io = |e: io::Error| info.err(e.to_string());
+        for m in matches.iter().flatten() {
+            match m.kind {
+                EntryKind::Dir => {
+                    placer.ensure_dest_dir(&dest_abs).map_err(io)?;
+                    placer.copy_dir_contents(m, &dest_abs).map_err(io)?;
+                }
+                EntryKind::File | EntryKind::Symlink => {
+                    let name = m.root.rsplit('/').next().unwrap_or(&m.root);
+                    let host_src = idx.root().join(&m.root);
+                    if req_ref.op == "add" && m.kind == EntryKind::File {
+                        if let Some(want) = &req_ref.checksum {
+                            check_checksum(&host_src, want).map_err(|e| info.err(e))?;
+                        }
+                        if req_ref.unpack && is_tar(&host_src) {
+                            let dir = placer.ensure_dest_dir(&dest_abs).map_err(io)?;
+                            let f = fs::File::open(&host_src).map_err(io)?;
+                            let rd = snapshot::maybe_decompress(f).map_err(|e| info.err(e.to_string()))?;
+                            snapshot::unpack_layer_with(rd, &dir, &UnpackOptions::default())
+                                .map_err(|e| info.err(format!("extracting {}: {e}", m.root)))?;
+                            continue;
+                        }
+                    }
+                    let target = if into_dir {
+                        placer.ensure_dest_dir(&dest_abs).map_err(io)?;
+                        format!("{}/{name}", dest_abs.trim_end_matches('/'))
+                    } else {
+                        dest_abs.clone()
+                    };
+                    let e = idx.get(&m.root).ok_or_else(|| info.err(format!("{}: vanished", m.root)))?;
+                    placer.place(e, &target).map_err(io)?;
+                }
+                EntryKind::Other => {}
+            }
+        }
+        for src in &req_ref.sources {
+            if let Src::Heredoc { name, content } = src {
+                let target = if into_dir {
+                    placer.ensure_dest_dir(&dest_abs).map_err(io)?;
+                    format!("{}/{name}", dest_abs.trim_end_matches('/'))
+                } else {
+                    dest_abs.clone()
+                };
+                placer.write_inline(&target, content.as_bytes()).map_err(io)?;
+            }
+        }
+        Ok(())
+    })?;
+    let epoch = ctx.opts.source_date_epoch.unwrap_or(0).max(0) as u64;
+    let layer = write_layer_blob(ctx.store, &scratch.upper(), DiffSource::OverlayUpper, MtimePolicy::Fixed(epoch))?;
+    let what = match (&from, paths.len(), context_matches.first().and_then(|m| m.first())) {
+        (From::Context(_), 1, Some(m)) if m.kind == EntryKind::Dir => "dir",
+        (From::Context(_), 1, Some(_)) => "file",
+        (From::Context(_), _, _) => "multi",
+        _ => "",
+    };
+    let created_by = if what.is_empty() {
+        format!("{} --from={} {} {}", req.op.to_uppercase(), req.from.clone().unwrap_or_default(), src_texts.join(" "), dest_key)
+    } else {
+        format!("{} {what}:{} in {dest_key}", req.op.to_uppercase(), key_hex(&content))
+    };
+    let rec = CacheRecord {
+        layer: Some(layer.desc),
+        diff_id: Some(layer.diff_id),
+        created_by,
+        created: Some(super::image::now_rfc3339(ctx.opts.source_date_epoch)),
+        extra: Default::default(),
+    };
+    ctx.store.cache_put(hex, &rec)?;
+    s.apply_record(&key.digest, &rec);
+    Ok(false)
+}
+
+fn empty_index(ctx: &Ctx<'_>) -> Result<ContextIndex, BuildError> {
+    // Inline (heredoc) sources only: no need to walk the context.
+    let d = ctx.tmp.join("empty-context");
+    fs::create_dir_all(&d).map_err(|e| BuildError::io(&d, e))?;
+    ContextIndex::scan(&d, Arc::new(NoFilter)).map_err(|e| BuildError::Options(e.to_string()))
+}
+
+/// WORKDIR: create the directory when missing (a layer only then, as BuildKit).
+pub fn workdir_step(ctx: &Ctx<'_>, s: &mut StageState, path: &str, info: &StepInfo) -> Result<bool, BuildError> {
+    let key = cachekey::workdir_key(&s.key, path, s.user().as_deref());
+    let hex = key_hex(&key.digest);
+    if !ctx.opts.no_cache {
+        if let Some(rec) = ctx.store.cache_get(hex) {
+            s.apply_record(&key.digest, &rec);
+            return Ok(true);
+        }
+    }
+    let lower = lower_dirs(ctx.store, &s.layers)?;
+    let scratch = Scratch::new(&ctx.tmp, "workdir-")?;
+    let created = with_overlay(&scratch, &lower, None, |root, _| {
+        mkdir_in_root(root, path, (0, 0)).map(|(_, c)| c).map_err(|e| info.err(e.to_string()))
+    })?;
+    let created_by = format!("WORKDIR {path}");
+    let rec = if created {
+        let epoch = ctx.opts.source_date_epoch.unwrap_or(0).max(0) as u64;
+        let layer = write_layer_blob(ctx.store, &scratch.upper(), DiffSource::OverlayUpper, MtimePolicy::Fixed(epoch))?;
+        CacheRecord {
+            layer: Some(layer.desc),
+            diff_id: Some(layer.diff_id),
+            created_by,
+            created: Some(super::image::now_rfc3339(ctx.opts.source_date_epoch)),
+            extra: Default::default(),
+        }
+    } else {
+        CacheRecord {
+            created_by,
+            created: Some(super::image::now_rfc3339(ctx.opts.source_date_epoch)),
+            ..Default::default()
+        }
+    };
+    ctx.store.cache_put(hex, &rec)?;
+    s.apply_record(&key.digest, &rec);
+    Ok(false)
+}
+
+struct Placer<'a> {
+    root: &'a Path,
+    src_base: &'a Path,
+    idx: &'a ContextIndex,
+    owner: Option<(u32, u32)>,
+    keep_owner: bool,
+    chmod: Option<u32>,
+}
+
+impl Placer<'_> {
+    fn owner_for(&self, uid: u32, gid: u32) -> (u32, u32) {
+        match self.owner {
+            Some(o) => o,
+            None if self.keep_owner => (uid, gid),
+            None => (0, 0),
+        }
+    }
+
+    fn ensure_dest_dir(&self, dest: &str) -> io::Result<PathBuf> {
+        mkdir_in_root(self.root, dest, self.owner.unwrap_or((0, 0))).map(|(p, _)| p)
+    }
+
+    /// Host path for container path `target`, its parent resolved inside the root (created
+    /// if missing), the last component not followed.
+    fn host_for(&self, target: &str) -> io::Result<PathBuf> {
+        let (parent, name) = match target.trim_end_matches('/').rsplit_once('/') {
+            Some((p, n)) => (if p.is_empty() { "/" } else { p }, n),
+            None => ("/", target),
+        };
+        let (dir, _) = mkdir_in_root(self.root, parent, self.owner.unwrap_or((0, 0)))?;
+        Ok(dir.join(name))
+    }
+
+    fn copy_dir_contents(&self, m: &SourceMatch, dest: &str) -> io::Result<()> {
+        let prefix = if m.root.is_empty() { String::new() } else { format!("{}/", m.root) };
+        for rel in &m.entries {
+            let Some(e) = self.idx.get(rel) else { continue };
+            let sub = rel.strip_prefix(&prefix).unwrap_or(rel);
+            let target = format!("{}/{sub}", dest.trim_end_matches('/'));
+            self.place(e, &target)?;
+        }
+        Ok(())
+    }
+
+    fn place(&self, e: &crate::plan::context::Entry, target: &str) -> io::Result<()> {
+        let host = self.host_for(target)?;
+        let (uid, gid) = self.owner_for(e.uid, e.gid);
+        let existing = fs::symlink_metadata(&host).ok();
+        let mode = self.chmod.unwrap_or(e.mode);
+        match e.kind {
+            EntryKind::Dir => {
+                match existing {
+                    Some(m) if m.is_dir() => {}
+                    Some(_) => {
+                        fs::remove_file(&host)?;
+                        fs::DirBuilder::new().mode(0o700).create(&host)?;
+                    }
+                    None => fs::DirBuilder::new().mode(0o700).create(&host)?,
+                }
+                std::os::unix::fs::lchown(&host, Some(uid), Some(gid))?;
+                fs::set_permissions(&host, fs::Permissions::from_mode(mode))?;
+            }
+            EntryKind::File => {
+                remove_existing(&host, existing)?;
+                let src = self.src_base.join(&e.rel);
+                fs::copy(&src, &host)?;
+                std::os::unix::fs::lchown(&host, Some(uid), Some(gid))?;
+                fs::set_permissions(&host, fs::Permissions::from_mode(mode))?;
+            }
+            EntryKind::Symlink => {
+                remove_existing(&host, existing)?;
+                std::os::unix::fs::symlink(e.link_target.as_deref().unwrap_or(""), &host)?;
+                std::os::unix::fs::lchown(&host, Some(uid), Some(gid))?;
+            }
+            EntryKind::Other => {}
+        }
+        Ok(())
+    }
+
+    fn write_inline(&self, target: &str, content: &[u8]) -> io::Result<()> {
+        let host = self.host_for(target)?;
+        let existing = fs::symlink_metadata(&host).ok();
+        remove_existing(&host, existing)?;
+        fs::write(&host, content)?;
+        let (uid, gid) = self.owner.unwrap_or((0, 0));
+        std::os::unix::fs::lchown(&host, Some(uid), Some(gid))?;
+        fs::set_permissions(&host, fs::Permissions::from_mode(self.chmod.unwrap_or(0o644)))
+    }
+}
+
+fn remove_existing(host: &Path, existing: Option<fs::Metadata>) -> io::Result<()> {
+    match existing {
+        Some(m) if m.is_dir() => fs::remove_dir_all(host),
+        Some(_) => fs::remove_file(host),
+        None => Ok(()),
+    }
+}
+
+/// Is this file a tar archive (plain or gzip)? Docker's ADD auto-extraction rule for local files.
+fn is_tar(path: &Path) -> bool {
+    let Ok(f) = fs::File::open(path) else { return false };
+    let Ok(mut rd) = snapshot::maybe_decompress(f) else { return false };
+    let mut head = [0u8; 512];
+    let mut n = 0;
+    while n < head.len() {
+        match rd.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(_) => return false,
+        }
+    }
+    n == 512 && &head[257..262] == b"ustar"
+}
+
+fn check_checksum(path: &Path, want: &str) -> Result<(), String> {
+    let Some(hexwant) = want.strip_prefix("sha256:") else {
+        return Err(format!("unsupported --checksum {want}: use sha256:<hex>"));
+    };
+    let got = crate::plan::context::hash_file(path).map_err(|e| e.to_string())?;
+    if hex::encode(got) != hexwant.to_ascii_lowercase() {
+        return Err(format!("checksum mismatch: expected {want}, got sha256:{}", hex::encode(got)));
+    }
+    Ok(())
+}
+
+/// `--chown=user[:group]`: names via the image's /etc/passwd and /etc/group; without a
+/// group the gid is the uid (Docker's documented rule).
+pub fn resolve_chown(root: &Path, spec: &str) -> Result<(u32, u32), String> {
+    let (u, g) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let read = |p: &str| -> String {
+        resolve_in_root(root, p, true).ok().and_then(|p| fs::read_to_string(p).ok()).unwrap_or_default()
+    };
+    let lookup = |file: &str, text: &str, name: &str| -> Result<u32, String> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .find(|f| f.first() == Some(&name) && f.len() > 2)
+            .and_then(|f| f[2].parse().ok())
+            .ok_or_else(|| format!("unable to find {file} {name}: no matching entries in the image's {file} file"))
+    };
+    let uid = match u.parse::<u32>() {
+        Ok(n) => n,
+        Err(_) => lookup("user", &read("/etc/passwd"), u)?,
+    };
+    let gid = match g {
+        None => uid,
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => lookup("group", &read("/etc/group"), g)?,
+        },
+    };
+    Ok((uid, gid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chown_rules() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir(d.path().join("etc")).unwrap();
+        fs::write(d.path().join("etc/passwd"), "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n").unwrap();
+        fs::write(d.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
+        assert_eq!(resolve_chown(d.path(), "app").unwrap(), (1000, 1000));
+        assert_eq!(resolve_chown(d.path(), "app:staff").unwrap(), (1000, 50));
+        assert_eq!(resolve_chown(d.path(), "12:34").unwrap(), (12, 34));
+        assert_eq!(resolve_chown(d.path(), "55").unwrap(), (55, 55));
+        assert!(resolve_chown(d.path(), "nobody").is_err());
+        assert!(resolve_chown(d.path(), "app:nogroup").is_err());
+    }
+}

@@ -1,0 +1,256 @@
+//! Root file systems of steps: the parent layers' snapshots as overlay lower dirs, a fresh
+//! upper dir per step, path resolution inside a root, and the layer blob written from the
+//! upper dir.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Component, Path, PathBuf};
+
+use crate::snapshot::{self, DiffSource, LayerCompression, MtimePolicy, WriteOptions, DEFAULT_GZIP_LEVEL};
+use crate::store::{media, Descriptor, Digest, Store};
+
+use super::BuildError;
+
+/// One layer of an image being built: its blob and its diff ID.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layer {
+    /// The blob.
+    pub desc: Descriptor,
+    /// Uncompressed digest.
+    pub diff_id: Digest,
+}
+
+/// Unpacked snapshot dirs of `layers` (bottom first in), top first out (overlay order).
+pub fn lower_dirs(store: &Store, layers: &[Layer]) -> Result<Vec<PathBuf>, BuildError> {
+    let mut out = Vec::with_capacity(layers.len());
+    for l in layers.iter().rev() {
+        out.push(store.ensure_unpacked(&l.desc, &l.diff_id)?);
+    }
+    Ok(out)
+}
+
+/// A fresh `upper`, `work` and mount point under `parent`; removed when dropped.
+pub struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new(parent: &Path, prefix: &str) -> Result<Self, BuildError> {
+        let dir = tempfile::Builder::new().prefix(prefix).tempdir_in(parent).map_err(|e| BuildError::io(parent, e))?;
+        for d in ["upper", "work", "mnt", "src", "srcupper", "srcwork"] {
+            let p = dir.path().join(d);
+            fs::DirBuilder::new().mode(0o755).create(&p).map_err(|e| BuildError::io(&p, e))?;
+        }
+        Ok(Scratch { dir })
+    }
+    pub fn upper(&self) -> PathBuf {
+        self.dir.path().join("upper")
+    }
+    pub fn work(&self) -> PathBuf {
+        self.dir.path().join("work")
+    }
+    pub fn mnt(&self) -> PathBuf {
+        self.dir.path().join("mnt")
+    }
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Run `f(merged_root, source_root)` in a helper thread with a private mount namespace, where
+/// `lower` (top first) + `upper` is mounted as an overlay, and `source` layers (for COPY
+/// --from) as a second, throwaway overlay. The mounts vanish with the thread's namespace
+/// even if the process is killed.
+pub fn with_overlay<T: Send>(
+    scratch: &Scratch,
+    lower: &[PathBuf],
+    source: Option<&[PathBuf]>,
+    f: impl FnOnce(&Path, Option<&Path>) -> Result<T, BuildError> + Send,
+) -> Result<T, BuildError> {
+    std::thread::scope(|s| {
+        let h = s.spawn(|| -> Result<T, BuildError> {
+            use nix::mount::{mount, MsFlags};
+            use nix::sched::{unshare, CloneFlags};
+            let step = |what: &str, e: nix::Error| BuildError::Options(format!("{what}: {e} (building needs root for mounts)"));
+            unshare(CloneFlags::CLONE_NEWNS).map_err(|e| step("unsharing the mount namespace", e))?;
+            mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+                .map_err(|e| step("making mounts private", e))?;
+            let guard = snapshot::overlay::mount(lower, &scratch.upper(), &scratch.work(), &scratch.mnt())
+                .map_err(|e| BuildError::Options(format!("mounting the step's root: {e}")))?;
+            let src_guard = match source {
+                Some(layers) => Some(
+                    snapshot::overlay::mount(
+                        layers,
+                        &scratch.path().join("srcupper"),
+                        &scratch.path().join("srcwork"),
+                        &scratch.path().join("src"),
+                    )
+                    .map_err(|e| BuildError::Options(format!("mounting the COPY --from source: {e}")))?,
+                ),
+                None => None,
+            };
+            let r = f(guard.target(), src_guard.as_ref().map(|g| g.target()));
+            drop(src_guard);
+            guard.unmount().map_err(|e| BuildError::Options(format!("unmounting the step's root: {e}")))?;
+            r
+        });
+        h.join().unwrap_or_else(|_| Err(BuildError::Options("a build helper thread panicked".into())))
+    })
+}
+
+/// Write `dir` as a gzipped layer blob; returns the layer. An overlay upper dir is moved
+/// into the store as the layer's snapshot afterwards.
+pub fn write_layer_blob(store: &Store, dir: &Path, source: DiffSource, mtime: MtimePolicy) -> Result<Layer, BuildError> {
+    let mut w = store.blob_writer()?.media_type(media::OCI_LAYER_GZIP);
+    let opts = WriteOptions { mtime, compression: LayerCompression::Gzip(DEFAULT_GZIP_LEVEL) };
+    let stats = snapshot::write_layer_with(dir, source, &mut w, &opts)
+        .map_err(|e| BuildError::Options(format!("writing the layer: {e}")))?;
+    let desc = w.commit(None)?;
+    let diff_id = Digest::parse(&stats.diff_id)
+        .map_err(|e| BuildError::Options(format!("layer writer returned a bad diff id: {e}")))?;
+    if source == DiffSource::OverlayUpper {
+        // The upper dir is already in overlay-lowerdir form: keep it as the layer's snapshot
+        // so the next step need not unpack the blob again. Only a speed-up: on failure the
+        // snapshot is unpacked from the blob when needed.
+        let _ = store.adopt_snapshot(dir, &diff_id);
+    }
+    Ok(Layer { desc, diff_id })
+}
+
+/// Resolve the absolute container path `path` inside `root` the way the kernel would inside
+/// a chroot: symlinks are followed (absolute ones relative to `root`), `..` stops at `root`.
+/// Missing components are appended as they are. With `follow_last` false the last component
+/// is not followed when it is a symlink.
+pub fn resolve_in_root(root: &Path, path: &str, follow_last: bool) -> io::Result<PathBuf> {
+    let mut todo: Vec<String> = split(path).into_iter().rev().collect();
+    let mut cur: Vec<String> = Vec::new();
+    let mut hops = 0;
+    while let Some(c) = todo.pop() {
+        match c.as_str() {
+            "." => continue,
+            ".." => {
+                cur.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let mut candidate = root.to_path_buf();
+        for p in &cur {
+            candidate.push(p);
+        }
+        candidate.push(&c);
+        let is_last = todo.is_empty();
+        match fs::symlink_metadata(&candidate) {
+            Ok(m) if m.file_type().is_symlink() && (!is_last || follow_last) => {
+                hops += 1;
+                if hops > 40 {
+                    return Err(io::Error::other(format!("{path}: too many levels of symbolic links")));
+                }
+                let target = fs::read_link(&candidate)?;
+                let t = target.to_string_lossy().into_owned();
+                if t.starts_with('/') {
+                    cur.clear();
+                }
+                for part in split(&t).into_iter().rev() {
+                    todo.push(part);
+                }
+            }
+            _ => cur.push(c),
+        }
+    }
+    let mut out = root.to_path_buf();
+    for p in cur {
+        out.push(p);
+    }
+    Ok(out)
+}
+
+fn split(p: &str) -> Vec<String> {
+    Path::new(p)
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+            Component::ParentDir => Some("..".to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Create the directory `path` (container path) and its missing parents inside `root`,
+/// following symlinks inside the root; new directories get mode 0755 and `owner`. Returns the
+/// host path and whether anything was created.
+pub fn mkdir_in_root(root: &Path, path: &str, owner: (u32, u32)) -> io::Result<(PathBuf, bool)> {
+    let mut created = false;
+    let mut so_far = String::new();
+    for c in split(path) {
+        so_far.push('/');
+        so_far.push_str(&c);
+        let host = resolve_in_root(root, &so_far, true)?;
+        match fs::symlink_metadata(&host) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{so_far} exists and is not a directory"),
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::DirBuilder::new().mode(0o755).create(&host)?;
+                fs::set_permissions(&host, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+                std::os::unix::fs::lchown(&host, Some(owner.0), Some(owner.1))?;
+                created = true;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((resolve_in_root(root, path, true)?, created))
+}
+
+/// Remove `tmp/build-<pid>-*` dirs of builds whose process is gone (killed with SIGKILL).
+pub fn sweep_stale_tmp(store: &Store) {
+    let Ok(rd) = fs::read_dir(store.tmp_dir()) else { return };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(pid) = stale_pid(&name) else { continue };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let _ = fs::remove_dir_all(e.path());
+    }
+}
+
+fn stale_pid(name: &OsStr) -> Option<u32> {
+    let s = name.to_str()?;
+    let rest = s.strip_prefix("build-")?;
+    rest.split('-').next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolution_stays_in_root() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        fs::create_dir_all(r.join("usr/lib")).unwrap();
+        std::os::unix::fs::symlink("/usr/lib", r.join("lib")).unwrap();
+        std::os::unix::fs::symlink("../../../../etc", r.join("usr/esc")).unwrap();
+        assert_eq!(resolve_in_root(r, "/lib/x", true).unwrap(), r.join("usr/lib/x"));
+        assert_eq!(resolve_in_root(r, "/usr/esc/passwd", true).unwrap(), r.join("etc/passwd"));
+        assert_eq!(resolve_in_root(r, "/lib", false).unwrap(), r.join("lib"));
+        assert_eq!(resolve_in_root(r, "/../../x", true).unwrap(), r.join("x"));
+        let (p, created) = mkdir_in_root(r, "/lib/a/b", (0, 0)).unwrap();
+        assert_eq!(p, r.join("usr/lib/a/b"));
+        assert!(created && p.is_dir());
+        assert!(!mkdir_in_root(r, "/lib/a/b", (0, 0)).unwrap().1);
+    }
+
+    #[test]
+    fn stale_names() {
+        assert_eq!(stale_pid(OsStr::new("build-123-abc")), Some(123));
+        assert_eq!(stale_pid(OsStr::new("other")), None);
+    }
+}

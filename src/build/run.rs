@@ -1,0 +1,238 @@
+//! RUN: a process in the sandbox over the parent layers, its upper dir becomes the layer.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+
+use crate::dockerfile::ast::{CommandLine, Mount, NetworkMode, Run, Security};
+use crate::plan::cachekey::{self, RunInput};
+use crate::progress::{BuildEvent, Stream};
+use crate::sandbox::{self, BindMount, Rootfs, Spec, Stdio};
+use crate::snapshot::{DiffSource, MtimePolicy};
+use crate::store::CacheRecord;
+
+use super::rootfs::{lower_dirs, write_layer_blob, Scratch};
+use super::stage::{StageState, StepInfo};
+use super::{BuildError, Ctx, Network};
+
+/// Lines of output kept for the error of a failing RUN.
+const TAIL_LINES: usize = 10;
+
+/// Where heredoc scripts with a `#!` line are mounted, read-only (BuildKit uses /dev/pipes,
+/// but the sandbox's /dev is a fresh tmpfs). The mount point leaves no trace in the layer.
+const HEREDOC_DIR: &str = "/.rbuild-heredoc";
+
+/// Run one RUN step; `Ok(true)` when it was a cache hit.
+pub fn run_step(
+    ctx: &Ctx<'_>,
+    s: &mut StageState,
+    env: Vec<(String, String)>,
+    r: &Run,
+    info: &StepInfo,
+) -> Result<bool, BuildError> {
+    if !r.mounts.is_empty() {
+        let kind = match &r.mounts[0] {
+            Mount::Bind { .. } => "bind",
+            Mount::Cache { .. } => "cache",
+            Mount::Tmpfs { .. } => "tmpfs",
+            Mount::Secret { .. } => "secret",
+            Mount::Ssh { .. } => "ssh",
+        };
+        return Err(info.err(format!(
+            "RUN --mount=type={kind} is not supported yet; copy what the command needs with COPY instead"
+        )));
+    }
+    if r.security == Some(Security::Insecure) {
+        return Err(info.err("RUN --security=insecure is not supported yet"));
+    }
+    let network = match r.network {
+        Some(NetworkMode::None) => Network::None,
+        Some(NetworkMode::Host) => Network::Host,
+        Some(NetworkMode::Default) | None => ctx.opts.network,
+    };
+
+    // The command: exec form as is; shell form through SHELL. A command that is only a
+    // heredoc runs the heredoc's body as the script (its own interpreter with `#!`);
+    // otherwise the heredoc bodies follow the command text so the shell feeds them.
+    let shell = s.shell();
+    let mut heredoc_files: Vec<(String, String)> = Vec::new();
+    let argv: Vec<String> = match &r.command {
+        CommandLine::Exec(v) => v.clone(),
+        CommandLine::Shell(cmd) => {
+            let only_heredoc = r.heredocs.len() == 1 && is_only_heredoc(cmd);
+            if only_heredoc {
+                let h = &r.heredocs[0];
+                if h.content.starts_with("#!") {
+                    heredoc_files.push((h.name.clone(), h.content.clone()));
+                    vec![format!("{HEREDOC_DIR}/{}", h.name)]
+                } else {
+                    let mut v = shell.clone();
+                    v.push(h.content.clone());
+                    v
+                }
+            } else {
+                let mut script = cmd.clone();
+                for h in &r.heredocs {
+                    script.push('\n');
+                    script.push_str(&h.content);
+                    script.push_str(&h.name);
+                    script.push('\n');
+                }
+                let mut v = shell.clone();
+                v.push(script);
+                v
+            }
+        }
+    };
+    let workdir = s.workdir();
+    let user = s.user();
+    let input = RunInput {
+        argv: argv.clone(),
+        heredocs: heredoc_files.clone(),
+        env: env.clone(),
+        user: user.clone(),
+        workdir: workdir.clone(),
+        network: match network {
+            Network::Host => "host".into(),
+            Network::None => "none".into(),
+        },
+        mounts: Vec::new(),
+    };
+    let key = cachekey::run_key(&s.key, &input);
+    let hex = key_hex(&key.digest);
+    if !ctx.opts.no_cache {
+        if let Some(rec) = ctx.store.cache_get(hex) {
+            s.apply_record(&key.digest, &rec);
+            return Ok(true);
+        }
+    }
+
+    let lower = lower_dirs(ctx.store, &s.layers)?;
+    let scratch = Scratch::new(&ctx.tmp, "run-")?;
+    let mut mounts = Vec::new();
+    if !heredoc_files.is_empty() {
+        let dir = scratch.path().join("heredocs");
+        std::fs::create_dir(&dir).map_err(|e| BuildError::io(&dir, e))?;
+        for (name, content) in &heredoc_files {
+            let host = dir.join(name);
+            std::fs::write(&host, content).map_err(|e| BuildError::io(&host, e))?;
+            std::fs::set_permissions(&host, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .map_err(|e| BuildError::io(&host, e))?;
+        }
+        mounts.push(BindMount { src: dir, dst: PathBuf::from(HEREDOC_DIR), readonly: true });
+    }
+    let spec = Spec {
+        rootfs: Rootfs::Overlay { lower, upper: scratch.upper(), work: scratch.work() },
+        argv: argv.clone(),
+        env,
+        cwd: PathBuf::from(&workdir),
+        user,
+        hostname: "rbuild".to_string(),
+        network: match network {
+            Network::Host => sandbox::Network::Host,
+            Network::None => sandbox::Network::None,
+        },
+        mounts,
+        stdio: Stdio::Merged,
+        status_file: None,
+        privileged: false,
+        // Docker gives RUN the user's HOME from /etc/passwd when ENV does not set one.
+        set_home: true,
+    };
+    let command = argv.join(" ");
+    let mut sb = match sandbox::spawn(&spec, &ctx.opts.init_exe) {
+        Ok(sb) => sb,
+        Err(sandbox::SandboxError::Exec { argv0, reason, code }) => {
+            return Err(BuildError::RunFailed {
+                location: info.location.clone(),
+                instruction: info.instruction.clone(),
+                command,
+                code,
+                tail: format!("\n  > exec {argv0}: {reason}"),
+            })
+        }
+        Err(e) => return Err(info.err(e.to_string())),
+    };
+    let pid = sb.container_pid();
+    ctx.cancel.register(pid);
+    let mut tail: VecDeque<String> = VecDeque::new();
+    if let Some(out) = sb.take_stdout() {
+        let mut rd = BufReader::new(out);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match rd.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
+                    if tail.len() == TAIL_LINES {
+                        tail.pop_front();
+                    }
+                    tail.push_back(line.clone());
+                    ctx.progress.send(BuildEvent::StepLog { id: info.id, stream: Stream::Stdout, line });
+                }
+            }
+        }
+    }
+    let code = sb.wait().map_err(|e| info.err(e.to_string()));
+    ctx.cancel.unregister(pid);
+    let code = code?;
+    if ctx.cancel.is_cancelled() {
+        return Err(BuildError::Cancelled);
+    }
+    if code != 0 {
+        let tail: String = tail.iter().map(|l| format!("\n  > {l}")).collect();
+        return Err(BuildError::RunFailed {
+            location: info.location.clone(),
+            instruction: info.instruction.clone(),
+            command,
+            code,
+            tail,
+        });
+    }
+    let policy = match ctx.opts.source_date_epoch {
+        Some(t) => MtimePolicy::Clamp(t.max(0) as u64),
+        None => MtimePolicy::Keep,
+    };
+    let layer = write_layer_blob(ctx.store, &scratch.upper(), DiffSource::OverlayUpper, policy)?;
+    let created_by = match &r.command {
+        CommandLine::Shell(cmd) => format!("RUN {} {}", shell.join(" "), cmd),
+        CommandLine::Exec(v) => format!("RUN {}", serde_json::to_string(v).unwrap_or_default()),
+    };
+    let rec = CacheRecord {
+        layer: Some(layer.desc),
+        diff_id: Some(layer.diff_id),
+        created_by,
+        created: Some(super::image::now_rfc3339(ctx.opts.source_date_epoch)),
+        extra: Default::default(),
+    };
+    ctx.store.cache_put(hex, &rec)?;
+    s.apply_record(&key.digest, &rec);
+    Ok(false)
+}
+
+/// `<<EOF`, `<<-EOF`, `<<"EOF"`, `<<'EOF'` and nothing else.
+fn is_only_heredoc(cmd: &str) -> bool {
+    let t = cmd.trim();
+    let Some(rest) = t.strip_prefix("<<") else { return false };
+    let rest = rest.strip_prefix('-').unwrap_or(rest);
+    !rest.is_empty() && !rest.contains(char::is_whitespace)
+}
+
+/// The hex part of `sha256:<hex>` (the store's cache index takes hex names).
+pub fn key_hex(digest: &str) -> &str {
+    digest.strip_prefix("sha256:").unwrap_or(digest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heredoc_only_commands() {
+        assert!(is_only_heredoc("<<EOF"));
+        assert!(is_only_heredoc(" <<-'EOF' "));
+        assert!(!is_only_heredoc("python3 <<EOF"));
+        assert!(!is_only_heredoc("<<EOF cat"));
+    }
+}

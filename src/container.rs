@@ -1,1 +1,0 @@
-//! `rbuild run` containers: state under `<root>/containers/<id>/`, lifecycle, logs.
