@@ -56,9 +56,10 @@
 # daemon's resident baseline, also printed).
 #
 # Host state outside the temporary directory: none written by rbuild or dockerd (dockerd's trust
-# key goes under T via its config file). dockerd creates /run/docker/plugins and skopeo/buildah
-# their blob-info cache in /var/lib/containers/cache; the script removes those at the end when
-# they did not exist before it started. Network: loopback only (the registry, if used).
+# key goes under T via its config file). dockerd creates /run/docker/plugins, BuildKit's runc
+# /run/runc (empty afterwards) and skopeo/buildah their blob-info cache in
+# /var/lib/containers/cache; the script removes those at the end when they did not exist before
+# it started. Network: loopback only (the registry, if used).
 set -euo pipefail
 
 ALL_TOOLS=(rbuild buildkit buildah)
@@ -115,6 +116,7 @@ if [ -x /usr/bin/time ] && /usr/bin/time -f %M -o /dev/null true 2>/dev/null; th
 # --- host state we may have to undo --------------------------------------------------------
 HAD_VLC=0; [ -e /var/lib/containers ] && HAD_VLC=1
 HAD_RUN_DOCKER=0; [ -e /run/docker ] && HAD_RUN_DOCKER=1
+HAD_RUN_RUNC=0; [ -e /run/runc ] && HAD_RUN_RUNC=1
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/rbb.XXXXXX")
 mkdir -p "$WORK/tmp" "$WORK/logs"
@@ -166,6 +168,7 @@ cleanup() {
   if [ "$HAD_RUN_DOCKER" = 0 ] && [ -d /run/docker ]; then
     rmdir /run/docker/plugins /run/docker 2>/dev/null
   fi
+  if [ "$HAD_RUN_RUNC" = 0 ] && [ -d /run/runc ]; then rmdir /run/runc 2>/dev/null; fi  # only if empty
   exit "$rc"
 }
 trap cleanup EXIT
