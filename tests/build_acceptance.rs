@@ -254,3 +254,23 @@ CMD ["/app/app.py"]
     assert!(t.step("[test 2/2] RUN").done);
     assert!(!t.stderr.contains("[stage-3"), "{}", t.stderr);
 }
+
+/// Independent stages run at the same time: their RUNs overlap in time.
+#[test]
+fn independent_stages_run_in_parallel() {
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    write_files(
+        ctx.path(),
+        &[(
+            "Dockerfile",
+            "FROM busybox:local AS a\nRUN date +%s > /start && sleep 3 && date +%s > /end\n\nFROM busybox:local AS b\nRUN date +%s > /start && sleep 3 && date +%s > /end\n\nFROM busybox:local\nCOPY --from=a /start /a-start\nCOPY --from=a /end /a-end\nCOPY --from=b /start /b-start\nCOPY --from=b /end /b-end\n",
+        )],
+    );
+    let r = build(root.path(), ctx.path(), &["-t", "par:1"]);
+    assert!(r.ok(), "{}", r.stderr);
+    let f = unpack_image(root.path(), "par:1");
+    let t = |p: &str| -> u64 { std::fs::read_to_string(f.path().join(p)).unwrap().trim().parse().unwrap() };
+    let (a0, a1, b0, b1) = (t("a-start"), t("a-end"), t("b-start"), t("b-end"));
+    assert!(a0.max(b0) < a1.min(b1), "the two RUNs overlap: a {a0}..{a1}, b {b0}..{b1}");
+}

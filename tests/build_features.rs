@@ -272,3 +272,62 @@ fn reproducible_quiet_output_network() {
     let names: Vec<String> = a.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect();
     assert!(names.iter().any(|n| n == "index.json"), "{names:?}");
 }
+
+/// RUN --mount: bind from a stage and from the context (read-only, in the key by content),
+/// and a cache directory that persists across builds but never enters a layer.
+#[test]
+fn run_mounts() {
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    write_files(
+        ctx.path(),
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox:local AS tools\nRUN mkdir /tools && echo tool > /tools/t.txt\n\nFROM busybox:local\nRUN --mount=type=bind,from=tools,source=/tools,target=/mnt/tools cat /mnt/tools/t.txt > /got-tool\nRUN --mount=type=bind,source=data,target=/data cat /data/d.txt > /got-data\nRUN --mount=type=cache,target=/var/cache/x echo run >> /var/cache/x/log && wc -l < /var/cache/x/log > /cache-count\n",
+            ),
+            ("data/d.txt", "data-1\n"),
+        ],
+    );
+    let r = build(root.path(), ctx.path(), &["-t", "mnt:1"]);
+    assert!(r.ok(), "{}", r.stderr);
+    let f = unpack_image(root.path(), "mnt:1");
+    let read = |p: &str| std::fs::read_to_string(f.path().join(p)).unwrap();
+    assert_eq!(read("got-tool"), "tool\n");
+    assert_eq!(read("got-data"), "data-1\n");
+    assert_eq!(read("cache-count").trim(), "1");
+    assert!(!f.path().join("mnt/tools/t.txt").exists() && !f.path().join("data/d.txt").exists());
+    assert!(!f.path().join("var/cache/x/log").exists(), "cache mounts stay out of layers");
+
+    write_files(ctx.path(), &[("data/d.txt", "data-2\n")]);
+    let r = build(root.path(), ctx.path(), &["-t", "mnt:1"]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert_eq!(r.rebuilt(), ["[stage-1 3/4] RUN --mount=type=bind,source=data,target=/data cat /data/d.txt > /got-data", "[stage-1 4/4] RUN --mount=type=cache,target=/var/cache/x echo run >> /var/cache/x/log && wc -l < /var/cache/x/log > /cache-count"]);
+    let f = unpack_image(root.path(), "mnt:1");
+    assert_eq!(std::fs::read_to_string(f.path().join("got-data")).unwrap(), "data-2\n");
+    assert_eq!(std::fs::read_to_string(f.path().join("cache-count")).unwrap().trim(), "2", "the cache dir persisted");
+}
+
+/// ONBUILD triggers of a base *stage* fire in the stage built from it; cache records keep
+/// the key's inputs for `--explain`.
+#[test]
+fn stage_onbuild_triggers_and_key_traces() {
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    write_files(
+        ctx.path(),
+        &[("Dockerfile", "FROM busybox:local AS base\nONBUILD RUN echo fired > /fired\n\nFROM base\nRUN cat /fired > /seen\n")],
+    );
+    let r = build(root.path(), ctx.path(), &["-t", "ob:1"]);
+    assert!(r.ok(), "{}", r.stderr);
+    let f = unpack_image(root.path(), "ob:1");
+    assert_eq!(std::fs::read_to_string(f.path().join("seen")).unwrap(), "fired\n");
+    let recs = store(root.path()).cache_records().unwrap();
+    let run = recs
+        .iter()
+        .find(|(_, r)| r.created_by.contains("cat /fired"))
+        .expect("a record for the RUN");
+    let trace = &run.1.extra["key_trace"];
+    assert_eq!(trace["kind"], "rbuild.run.v1");
+    assert!(trace["fields"].as_array().unwrap().iter().any(|f| f["name"] == "argv"));
+}

@@ -29,11 +29,11 @@ use crate::dockerfile::ast::{Add, Copy, Source};
 use crate::plan::cachekey::{self, CopyInput, CopySource};
 use crate::plan::context::{has_wildcard, ContextIndex, EntryKind, NoFilter, SourceMatch};
 use crate::plan::graph::{is_remote_source, stage_by_name};
-use crate::snapshot::{self, DiffSource, MtimePolicy, UnpackOptions};
+use crate::snapshot::{self, MtimePolicy, UnpackOptions};
 use crate::store::CacheRecord;
 
 use super::explain::Selection;
-use super::rootfs::{lower_dirs, mkdir_in_root, resolve_in_root, with_overlay, write_layer_blob, Layer, Scratch};
+use super::rootfs::{lower_dirs, mkdir_in_root, resolve_in_root, step_layer, with_root, Layer, Scratch};
 use super::run::key_hex;
 use super::stage::{absolute, StageState, StepInfo};
 use super::{BuildError, Ctx};
@@ -253,7 +253,7 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
     ctx.explain.key(info.id, &key, selection, bytes_hashed);
     let hex = key_hex(&key.digest);
     if !ctx.opts.no_cache {
-        if let Some(rec) = ctx.store.cache_get(hex) {
+        if let Some(rec) = ctx.cache_lookup(hex) {
             s.apply_record(&key.digest, &rec);
             return Ok(true);
         }
@@ -269,7 +269,8 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
     let from_ref = &from;
     let req_ref = &req;
     let matches_ref = &context_matches;
-    with_overlay(&scratch, &lower, src_lower.as_deref(), |root, src_root| {
+    let mode = ctx.root_mode();
+    with_root(mode, &scratch, &lower, src_lower.as_deref(), |root, src_root| {
         let owner = match &req_ref.chown {
             Some(c) => Some(resolve_chown(root, c).map_err(|e| info.err(e))?),
             None => None,
@@ -342,7 +343,7 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
         Ok(())
     })?;
     let epoch = ctx.opts.source_date_epoch.unwrap_or(0).max(0) as u64;
-    let (layer, tar_size) = write_layer_blob(ctx.store, &scratch.upper(), DiffSource::OverlayUpper, MtimePolicy::Fixed(epoch))?;
+    let (layer, tar_size) = step_layer(ctx.store, mode, &scratch, MtimePolicy::Fixed(epoch))?;
     let what = match (&from, paths.len(), context_matches.first().and_then(|m| m.first())) {
         (From::Context(_), 1, Some(m)) if m.kind == EntryKind::Dir => "dir",
         (From::Context(_), 1, Some(_)) => "file",
@@ -359,7 +360,7 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
         diff_id: Some(layer.diff_id),
         created_by,
         created: Some(super::image::now_rfc3339(ctx.opts.source_date_epoch)),
-        extra: super::report::layer_extra(tar_size),
+        extra: super::report::with_layer_size(super::trace_extra(&key.trace), tar_size),
     };
     ctx.store.cache_put(hex, &rec)?;
     s.apply_record(&key.digest, &rec);
@@ -379,7 +380,7 @@ pub fn workdir_step(ctx: &Ctx<'_>, s: &mut StageState, path: &str, info: &StepIn
     ctx.explain.key(info.id, &key, None, 0);
     let hex = key_hex(&key.digest);
     if !ctx.opts.no_cache {
-        if let Some(rec) = ctx.store.cache_get(hex) {
+        if let Some(rec) = ctx.cache_lookup(hex) {
             s.apply_record(&key.digest, &rec);
             return Ok(true);
         }
@@ -387,24 +388,26 @@ pub fn workdir_step(ctx: &Ctx<'_>, s: &mut StageState, path: &str, info: &StepIn
     ctx.explain.miss(ctx, info.id);
     let lower = lower_dirs(ctx.store, &s.layers)?;
     let scratch = Scratch::new(&ctx.tmp, "workdir-")?;
-    let created = with_overlay(&scratch, &lower, None, |root, _| {
+    let mode = ctx.root_mode();
+    let created = with_root(mode, &scratch, &lower, None, |root, _| {
         mkdir_in_root(root, path, (0, 0)).map(|(_, c)| c).map_err(|e| info.err(e.to_string()))
     })?;
     let created_by = format!("WORKDIR {path}");
     let rec = if created {
         let epoch = ctx.opts.source_date_epoch.unwrap_or(0).max(0) as u64;
-        let (layer, tar_size) = write_layer_blob(ctx.store, &scratch.upper(), DiffSource::OverlayUpper, MtimePolicy::Fixed(epoch))?;
+        let (layer, tar_size) = step_layer(ctx.store, mode, &scratch, MtimePolicy::Fixed(epoch))?;
         CacheRecord {
             layer: Some(layer.desc),
             diff_id: Some(layer.diff_id),
             created_by,
             created: Some(super::image::now_rfc3339(ctx.opts.source_date_epoch)),
-            extra: super::report::layer_extra(tar_size),
+            extra: super::report::with_layer_size(super::trace_extra(&key.trace), tar_size),
         }
     } else {
         CacheRecord {
             created_by,
             created: Some(super::image::now_rfc3339(ctx.opts.source_date_epoch)),
+            extra: super::trace_extra(&key.trace),
             ..Default::default()
         }
     };

@@ -47,9 +47,10 @@ use super::BuildResult;
 /// The cache record field holding a layer's uncompressed tar size.
 pub const UNCOMPRESSED_SIZE: &str = "layer_uncompressed_size";
 
-/// The `extra` fields of a cache record for a layer whose tar has `tar_size` bytes.
-pub(crate) fn layer_extra(tar_size: u64) -> BTreeMap<String, Value> {
-    BTreeMap::from([(UNCOMPRESSED_SIZE.to_string(), Value::from(tar_size))])
+/// A cache record's `extra` fields plus the size of its layer's uncompressed tar.
+pub(crate) fn with_layer_size(mut extra: BTreeMap<String, Value>, tar_size: u64) -> BTreeMap<String, Value> {
+    extra.insert(UNCOMPRESSED_SIZE.to_string(), Value::from(tar_size));
+    extra
 }
 
 /// Writing a report failed.

@@ -39,7 +39,7 @@ pub struct Scratch {
 impl Scratch {
     pub fn new(parent: &Path, prefix: &str) -> Result<Self, BuildError> {
         let dir = tempfile::Builder::new().prefix(prefix).tempdir_in(parent).map_err(|e| BuildError::io(parent, e))?;
-        for d in ["upper", "work", "mnt", "src", "srcupper", "srcwork"] {
+        for d in ["upper", "work", "mnt", "src", "srcupper", "srcwork", "base", "rootfs", "srcflat"] {
             let p = dir.path().join(d);
             fs::DirBuilder::new().mode(0o755).create(&p).map_err(|e| BuildError::io(&p, e))?;
         }
@@ -98,6 +98,70 @@ pub fn with_overlay<T: Send>(
         });
         h.join().unwrap_or_else(|_| Err(BuildError::Options("a build helper thread panicked".into())))
     })
+}
+
+/// How a step gets a writable root file system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootMode {
+    /// An overlay of the parent layers' snapshots plus a fresh upper dir (the layer).
+    Overlay,
+    /// Where overlayfs is unavailable: two flattened copies of the parent layers, one
+    /// changed by the step, and a tree diff between them (slower, same layer content).
+    Copy,
+}
+
+/// [`with_overlay`] or, in [`RootMode::Copy`], the same on flattened copies
+/// (`scratch/base` stays as it was, `scratch/rootfs` is the step's root).
+pub fn with_root<T: Send>(
+    mode: RootMode,
+    scratch: &Scratch,
+    lower: &[PathBuf],
+    source: Option<&[PathBuf]>,
+    f: impl FnOnce(&Path, Option<&Path>) -> Result<T, BuildError> + Send,
+) -> Result<T, BuildError> {
+    match mode {
+        RootMode::Overlay => with_overlay(scratch, lower, source, f),
+        RootMode::Copy => {
+            let (base, root) = prepare_copies(scratch, lower)?;
+            let _ = base;
+            let src = match source {
+                Some(layers) => {
+                    let d = scratch.path().join("srcflat");
+                    snapshot::copy_tree(layers, &d).map_err(|e| BuildError::Options(format!("copying the --from source: {e}")))?;
+                    Some(d)
+                }
+                None => None,
+            };
+            f(&root, src.as_deref())
+        }
+    }
+}
+
+/// The two flattened copies of the copy mode: (base, rootfs).
+pub fn prepare_copies(scratch: &Scratch, lower: &[PathBuf]) -> Result<(PathBuf, PathBuf), BuildError> {
+    let base = scratch.path().join("base");
+    let root = scratch.path().join("rootfs");
+    for d in [&base, &root] {
+        snapshot::copy_tree(lower, d).map_err(|e| BuildError::Options(format!("copying the parent layers: {e}")))?;
+    }
+    Ok((base, root))
+}
+
+/// The layer a step made, in either mode, and the size of its uncompressed tar.
+pub fn step_layer(store: &Store, mode: RootMode, scratch: &Scratch, mtime: MtimePolicy) -> Result<(Layer, u64), BuildError> {
+    match mode {
+        RootMode::Overlay => write_layer_blob(store, &scratch.upper(), DiffSource::OverlayUpper, mtime),
+        RootMode::Copy => {
+            let mut w = store.blob_writer()?.media_type(media::OCI_LAYER_GZIP);
+            let opts = WriteOptions { mtime, compression: LayerCompression::Gzip(DEFAULT_GZIP_LEVEL) };
+            let stats = snapshot::diff_trees(&scratch.path().join("base"), &scratch.path().join("rootfs"), &mut w, &opts)
+                .map_err(|e| BuildError::Options(format!("writing the layer: {e}")))?;
+            let desc = w.commit(None)?;
+            let diff_id = Digest::parse(&stats.diff_id)
+                .map_err(|e| BuildError::Options(format!("layer writer returned a bad diff id: {e}")))?;
+            Ok((Layer { desc, diff_id }, stats.uncompressed_size))
+        }
+    }
 }
 
 /// Write `dir` as a gzipped layer blob; returns the layer and the size of its uncompressed

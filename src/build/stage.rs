@@ -29,6 +29,9 @@ pub struct StageState {
     pub pending_created: Vec<usize>,
     /// The base's manifest digest (`FROM image`), for COPY --from=image keys.
     pub base_manifest: Option<String>,
+    /// Keys (hex) of the steps applied so far, bottom first, base stages included: what
+    /// `--cache-to` exports.
+    pub keys: Vec<String>,
 }
 
 impl StageState {
@@ -98,6 +101,7 @@ impl StageState {
     /// Apply a cache record (hit or freshly written) of a step with a key.
     pub fn apply_record(&mut self, key: &str, rec: &CacheRecord) {
         self.key = key.to_string();
+        self.keys.push(super::run::key_hex(key).to_string());
         let empty = match (&rec.layer, &rec.diff_id) {
             (Some(desc), Some(diff_id)) => {
                 self.layers.push(Layer { desc: desc.clone(), diff_id: diff_id.clone() });
@@ -194,6 +198,7 @@ pub fn run_stage(ctx: &Ctx<'_>, idx: usize) -> Result<StageState, BuildError> {
                 config,
                 pending_created: Vec::new(),
                 base_manifest: None,
+                keys: Vec::new(),
             };
             (st, "scratch".to_string())
         }
@@ -232,6 +237,7 @@ pub fn run_stage(ctx: &Ctx<'_>, idx: usize) -> Result<StageState, BuildError> {
                 config,
                 pending_created: Vec::new(),
                 base_manifest: Some(digest),
+                keys: Vec::new(),
             };
             (st, r.clone())
         }
@@ -305,6 +311,12 @@ pub fn run_stage(ctx: &Ctx<'_>, idx: usize) -> Result<StageState, BuildError> {
             matches!(it.instr, Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) | Instruction::Workdir(_))
         })
         .count();
+
+    // Like BuildKit, an image without PATH (scratch, imported root file systems) gets
+    // Docker's default in its config, so `run` finds commands the way RUN did.
+    if !s.env().iter().any(|(k, _)| k == "PATH") {
+        s.env_set("PATH", crate::sandbox::DEFAULT_PATH);
+    }
 
     let mut from_name = format!("[{prefix}1/{total}] FROM {base_name}");
     if let Some(n) = &stage.name {

@@ -9,19 +9,25 @@ use std::sync::OnceLock;
 use rbuild::progress::{parse_plain, PlainStep};
 use rbuild::store::Store;
 
-/// The busybox:local OCI archive, made once per test process by testdata/make-busybox.sh.
+/// The busybox:local OCI archive, made by testdata/make-busybox.sh once per test process into
+/// a temp dir and moved to one shared path (the script is deterministic, so test processes
+/// racing here produce the same bytes; the rename is atomic).
 pub fn busybox_archive() -> &'static Path {
     static ARCHIVE: OnceLock<PathBuf> = OnceLock::new();
     ARCHIVE.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("rbuild-build-tests-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let out = dir.join("busybox.tar");
+        let shared = std::env::temp_dir().join("rbuild-build-tests-busybox.tar");
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("busybox.tar");
         let st = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/make-busybox.sh"))
             .arg(&out)
             .status()
             .expect("run testdata/make-busybox.sh (needs busybox-static)");
         assert!(st.success(), "make-busybox.sh failed");
-        out
+        std::fs::copy(&out, dir.path().join("staged")).unwrap();
+        std::fs::rename(dir.path().join("staged"), &shared)
+            .or_else(|_| std::fs::copy(&out, &shared).map(|_| ()))
+            .unwrap();
+        shared
     })
 }
 
@@ -81,7 +87,13 @@ pub fn rbuild() -> Command {
 
 /// `rbuild --root ROOT build --progress=plain ARGS... CONTEXT`.
 pub fn build(root: &Path, ctx: &Path, args: &[&str]) -> Run {
+    build_env(root, ctx, args, &[])
+}
+
+/// [`build`] with extra environment variables.
+pub fn build_env(root: &Path, ctx: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let out = rbuild()
+        .envs(env.iter().copied())
         .arg("--root")
         .arg(root)
         .arg("build")
