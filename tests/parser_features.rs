@@ -162,6 +162,8 @@ fn heredocs() {
     assert_eq!(r.heredocs[0].content, "echo $HOME\n  indented\n");
     assert!(r.heredocs[0].expand && !r.heredocs[0].chomp);
     assert_eq!((ins[0].span().start.line, ins[0].span().end.line), (2, 5));
+    let hs = r.heredocs[0].span;
+    assert_eq!((hs.start.line, hs.start.col, hs.end.col), (2, 5, 10));
     let Instruction::Run(r) = &ins[1].instruction else { panic!() };
     assert_eq!(r.heredocs[0].name, "END");
     assert_eq!(r.heredocs[0].content, "line1\nline2\n");

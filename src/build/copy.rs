@@ -248,7 +248,7 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
     );
     let hex = key_hex(&key.digest);
     if !ctx.opts.no_cache {
-        if let Some(rec) = ctx.store.cache_get(hex) {
+        if let Some(rec) = ctx.cache_lookup(hex) {
             s.apply_record(&key.digest, &rec);
             return Ok(true);
         }
@@ -373,7 +373,7 @@ pub fn workdir_step(ctx: &Ctx<'_>, s: &mut StageState, path: &str, info: &StepIn
     let key = cachekey::workdir_key(&s.key, path, s.user().as_deref());
     let hex = key_hex(&key.digest);
     if !ctx.opts.no_cache {
-        if let Some(rec) = ctx.store.cache_get(hex) {
+        if let Some(rec) = ctx.cache_lookup(hex) {
             s.apply_record(&key.digest, &rec);
             return Ok(true);
         }

@@ -16,7 +16,8 @@ pub fn now_rfc3339(source_date_epoch: Option<i64>) -> String {
     }
 }
 
-/// Store config and manifest of the final stage, tag it; returns (manifest, image ID).
+/// Store config and manifest of the final stage, tag it; returns (manifest, image ID, the
+/// key (hex) of the cache record holding `created`, when there is one).
 ///
 /// `created` (of the image and of history entries without a cache record of their own) is
 /// looked up under a key of the last step and the config's time-free content: the first
@@ -25,7 +26,7 @@ pub fn commit_image(
     ctx: &Ctx<'_>,
     s: &StageState,
     tags: &[Reference],
-) -> Result<(Descriptor, Digest), BuildError> {
+) -> Result<(Descriptor, Digest, Option<String>), BuildError> {
     let mut config = s.config.clone();
     config.rootfs = RootFs { kind: "layers".into(), diff_ids: s.layers.iter().map(|l| l.diff_id.clone()).collect() };
     config.created = None;
@@ -35,7 +36,7 @@ pub fn commit_image(
     let hex = key_hex(&key.digest);
     let created = match ctx.opts.source_date_epoch {
         Some(_) => now_rfc3339(ctx.opts.source_date_epoch),
-        None => match ctx.store.cache_get(hex).and_then(|r| r.created) {
+        None => match ctx.cache_lookup(hex).and_then(|r| r.created) {
             Some(t) => t,
             None => {
                 let t = now_rfc3339(None);
@@ -49,6 +50,8 @@ pub fn commit_image(
             }
         },
     };
+    // With SOURCE_DATE_EPOCH, `created` needs no record.
+    let created_key = ctx.opts.source_date_epoch.is_none().then(|| hex.to_string());
     for &i in &s.pending_created {
         if let Some(h) = config.history.get_mut(i) {
             h.created = Some(created.clone());
@@ -60,7 +63,7 @@ pub fn commit_image(
     let manifest = Manifest::new(config_desc.clone(), s.layers.iter().map(|l| l.desc.clone()).collect());
     let manifest_desc = ctx.store.put_json_blob(media::OCI_MANIFEST, &manifest)?;
     ctx.store.add_image(&manifest_desc, tags)?;
-    Ok((manifest_desc, config_desc.digest))
+    Ok((manifest_desc, config_desc.digest, created_key))
 }
 
 /// `--output type=oci|docker,dest=FILE`: the store's save code, for the built image.

@@ -8,13 +8,15 @@
 //! 2. One thread per needed stage. A stage that reads from another (FROM, COPY --from) waits
 //!    for it; independent stages run at the same time.
 //! 3. Per step (FROM, RUN, COPY, ADD, WORKDIR): compute the key ([`crate::plan::cachekey`]),
-//!    look it up ([`crate::store::Store::cache_get`]). A hit reuses the recorded layer without
+//!    look it up ([`crate::store::Store::cache_get`], then the `--cache-from` directories:
+//!    `cache_io.rs`). A hit reuses the recorded layer without
 //!    touching the file system. A miss runs the op: RUN in the sandbox over an overlay of the
 //!    parent layers' snapshots plus a fresh upper dir; COPY/ADD/WORKDIR write into such an
 //!    overlay mounted in a private mount namespace of a helper thread. The upper dir becomes a
 //!    deterministic layer blob, and only then the cache record is written: nothing partial
 //!    ever enters the cache. Config-only instructions change the stage's config.
-//! 4. The final stage's config and manifest are stored and tagged.
+//! 4. The final stage's config and manifest are stored and tagged; `--cache-to` exports the
+//!    records of the build's steps ([`BuildResult::cache_keys`]).
 //!
 //! # Determinism
 //!
@@ -34,6 +36,7 @@
 //! blobs are committed atomically and cache records are written last. Leftovers of a build
 //! killed with SIGKILL (temp dirs under `<root>/tmp/build-<pid>-*`) are swept by the next build.
 
+mod cache_io;
 mod cancel;
 mod copy;
 mod image;
@@ -47,6 +50,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+pub use cache_io::{CacheKeys, CacheMode, CacheTo};
 pub use cancel::Cancel;
 
 use crate::dockerfile::dockerignore::Dockerignore;
@@ -54,7 +58,7 @@ use crate::dockerfile::{self, Dockerfile};
 use crate::plan::context::{ContextFilter, ContextIndex, StatCache};
 use crate::plan::stages::{self, StageOptions, StagePlan};
 use crate::progress::{BuildEvent, ProgressSink};
-use crate::store::{Descriptor, Digest, Reference, Store};
+use crate::store::{CacheRecord, Descriptor, Digest, Reference, Store};
 
 /// Network of RUN steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -107,6 +111,10 @@ pub struct BuildOptions {
     pub init_exe: PathBuf,
     /// `SOURCE_DATE_EPOCH`: clamps layer times and fixes `created`.
     pub source_date_epoch: Option<i64>,
+    /// `--cache-from type=local,src=DIR`: cache directories consulted on a local miss.
+    pub cache_from: Vec<PathBuf>,
+    /// `--cache-to type=local,dest=DIR`: where to export the cache after the build.
+    pub cache_to: Option<CacheTo>,
 }
 
 impl BuildOptions {
@@ -123,6 +131,8 @@ impl BuildOptions {
             output: None,
             init_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
             source_date_epoch: std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.trim().parse().ok()),
+            cache_from: Vec::new(),
+            cache_to: None,
         }
     }
 }
@@ -142,6 +152,8 @@ pub struct BuildResult {
     pub cached: usize,
     /// Wall time.
     pub elapsed: Duration,
+    /// The cache keys of the build's steps (what `--cache-to` exports).
+    pub cache_keys: CacheKeys,
 }
 
 /// Errors of a build. One line each (a failing RUN adds the last lines of its output).
@@ -164,6 +176,9 @@ pub enum BuildError {
         /// The error.
         source: std::io::Error,
     },
+    /// Exporting the cache failed.
+    #[error(transparent)]
+    Cache(#[from] crate::store::CacheDirError),
     /// A bad option (tag, build arg, output).
     #[error("{0}")]
     Options(String),
@@ -236,6 +251,7 @@ pub(crate) struct Ctx<'a> {
     results: Mutex<HashMap<usize, Result<Arc<stage::StageState>, ()>>>,
     done: Condvar,
     errors: Mutex<Vec<BuildError>>,
+    imports: cache_io::Imports,
 }
 
 impl Ctx<'_> {
@@ -285,6 +301,12 @@ impl Ctx<'_> {
             r
         });
         r.clone().map_err(|e| BuildError::Options(format!("reading the build context: {e}")))
+    }
+
+    /// The cache record of `key` (hex): the local store's, else one imported from a
+    /// `--cache-from` directory (copied into the store). `None` is a miss.
+    pub fn cache_lookup(&self, key: &str) -> Option<CacheRecord> {
+        self.store.cache_get(key).or_else(|| self.imports.lookup(self.store, key, self.progress))
     }
 
     /// Wait until stage `i` is built.
@@ -386,6 +408,12 @@ pub fn build(
     let _lease = store.lease()?;
     let stat_file = StatCache::file_for(&store.root().join("context-cache"), &opts.context);
 
+    let ids = AtomicU32::new(0);
+    let imports = if opts.no_cache {
+        cache_io::Imports::default()
+    } else {
+        cache_io::Imports::load(&opts.cache_from, progress, || ids.fetch_add(1, Ordering::Relaxed) + 1)
+    };
     let ctx = Ctx {
         store,
         opts,
@@ -395,7 +423,7 @@ pub fn build(
         cancel,
         dockerfile_display: display.display().to_string(),
         tmp: tmp.path().to_path_buf(),
-        ids: AtomicU32::new(0),
+        ids,
         steps: AtomicUsize::new(0),
         cached: AtomicUsize::new(0),
         context: OnceLock::new(),
@@ -405,6 +433,7 @@ pub fn build(
         results: Mutex::new(HashMap::new()),
         done: Condvar::new(),
         errors: Mutex::new(Vec::new()),
+        imports,
     };
 
     // Scan the context up front when a needed stage copies from it, so its progress line
@@ -455,7 +484,16 @@ pub fn build(
         return Err(BuildError::Cancelled);
     }
 
-    let (manifest, image_id) = image::commit_image(&ctx, &final_state, &tags)?;
+    let (manifest, image_id, created_key) = image::commit_image(&ctx, &final_state, &tags)?;
+    let cache_keys = {
+        let results = ctx.results.lock().unwrap_or_else(|p| p.into_inner());
+        let all = graph.stages.order.iter().filter_map(|i| results.get(i)?.as_ref().ok());
+        let all: Vec<String> = all.flat_map(|s| s.keys.iter().cloned()).chain(created_key.clone()).collect();
+        CacheKeys {
+            target: cache_io::dedup(final_state.keys.iter().cloned().chain(created_key)),
+            all: cache_io::dedup(all),
+        }
+    };
     if let Some(idx) = ctx.context.get().and_then(|r| r.as_ref().ok()) {
         // Only a speed-up: a failure to save it costs the next build some reading.
         if let Err(e) = ctx.stat_cache.save(idx) {
@@ -464,6 +502,9 @@ pub fn build(
     }
     if let Some(out) = &opts.output {
         image::write_output(&ctx, &image_id, out)?;
+    }
+    if let Some(to) = &opts.cache_to {
+        cache_io::export(store, to, &cache_keys, progress, ctx.next_id())?;
     }
     let steps = ctx.steps.load(Ordering::Relaxed);
     let cached = ctx.cached.load(Ordering::Relaxed);
@@ -476,5 +517,5 @@ pub fn build(
         cached,
     });
     drop(tmp);
-    Ok(BuildResult { image_id, manifest, tags, steps, cached, elapsed })
+    Ok(BuildResult { image_id, manifest, tags, steps, cached, elapsed, cache_keys })
 }

@@ -93,7 +93,7 @@ pub fn run_step(
     let key = cachekey::run_key(&s.key, &input);
     let hex = key_hex(&key.digest);
     if !ctx.opts.no_cache {
-        if let Some(rec) = ctx.store.cache_get(hex) {
+        if let Some(rec) = ctx.cache_lookup(hex) {
             s.apply_record(&key.digest, &rec);
             return Ok(true);
         }

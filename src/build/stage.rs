@@ -28,6 +28,9 @@ pub struct StageState {
     pub pending_created: Vec<usize>,
     /// The base's manifest digest (`FROM image`), for COPY --from=image keys.
     pub base_manifest: Option<String>,
+    /// Keys (hex) of the steps applied so far, bottom first, base stages included: what
+    /// `--cache-to` exports.
+    pub keys: Vec<String>,
 }
 
 impl StageState {
@@ -97,6 +100,7 @@ impl StageState {
     /// Apply a cache record (hit or freshly written) of a step with a key.
     pub fn apply_record(&mut self, key: &str, rec: &CacheRecord) {
         self.key = key.to_string();
+        self.keys.push(super::run::key_hex(key).to_string());
         let empty = match (&rec.layer, &rec.diff_id) {
             (Some(desc), Some(diff_id)) => {
                 self.layers.push(Layer { desc: desc.clone(), diff_id: diff_id.clone() });
@@ -193,6 +197,7 @@ pub fn run_stage(ctx: &Ctx<'_>, idx: usize) -> Result<StageState, BuildError> {
                 config,
                 pending_created: Vec::new(),
                 base_manifest: None,
+                keys: Vec::new(),
             };
             (st, "scratch".to_string())
         }
@@ -231,6 +236,7 @@ pub fn run_stage(ctx: &Ctx<'_>, idx: usize) -> Result<StageState, BuildError> {
                 config,
                 pending_created: Vec::new(),
                 base_manifest: Some(digest),
+                keys: Vec::new(),
             };
             (st, r.clone())
         }

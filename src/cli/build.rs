@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 
 use super::Globals;
-use crate::build::{self, BuildOptions, Cancel, Network, Output, OutputFormat};
+use crate::build::{self, BuildOptions, CacheMode, CacheTo, Cancel, Network, Output, OutputFormat};
 use crate::progress::{ProgressMode, Renderer};
 use crate::store::Store;
 
@@ -42,6 +42,58 @@ pub struct BuildArgs {
     /// Also write the image as an archive: type=oci|docker,dest=FILE
     #[arg(short = 'o', long, value_name = "type=oci|docker,dest=FILE")]
     pub output: Option<String>,
+    /// Import build cache from a directory written by --cache-to (may be given several times)
+    #[arg(long = "cache-from", value_name = "type=local,src=DIR")]
+    pub cache_from: Vec<String>,
+    /// Export the build cache to a directory (min: the final image's steps; max: every step)
+    #[arg(long = "cache-to", value_name = "type=local,dest=DIR[,mode=min|max]")]
+    pub cache_to: Option<String>,
+}
+
+/// `key=value` pairs of a `--cache-*` value; `type=` must come with one of them.
+fn cache_fields(flag: &str, s: &str, allowed: &[&str]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut fields = BTreeMap::new();
+    for part in s.split(',').filter(|p| !p.is_empty()) {
+        let Some((k, v)) = part.split_once('=') else {
+            bail!("invalid {flag} {s:?}: {part:?} is not key=value")
+        };
+        if fields.insert(k.to_string(), v.to_string()).is_some() {
+            bail!("invalid {flag} {s:?}: {k}= is given twice");
+        }
+    }
+    match fields.get("type").map(String::as_str) {
+        Some("local") => {}
+        Some(t @ ("registry" | "inline" | "gha" | "s3" | "azblob")) => {
+            bail!("{flag} type={t} is not supported yet: use type=local with a directory (and let CI cache that directory)")
+        }
+        Some(t) => bail!("{flag} type={t} is unknown: use type=local"),
+        None => bail!("invalid {flag} {s:?}: type= is missing, e.g. type=local"),
+    }
+    if let Some(k) = fields.keys().find(|k| !allowed.contains(&k.as_str())) {
+        bail!("invalid {flag} {s:?}: unknown key {k:?} (known: {})", allowed.join(", "));
+    }
+    Ok(fields)
+}
+
+fn parse_cache_from(s: &str) -> anyhow::Result<PathBuf> {
+    let f = cache_fields("--cache-from", s, &["type", "src"])?;
+    match f.get("src").filter(|d| !d.is_empty()) {
+        Some(d) => Ok(PathBuf::from(d)),
+        None => bail!("invalid --cache-from {s:?}: src= is missing, e.g. type=local,src=/tmp/cache"),
+    }
+}
+
+fn parse_cache_to(s: &str) -> anyhow::Result<CacheTo> {
+    let f = cache_fields("--cache-to", s, &["type", "dest", "mode"])?;
+    let Some(dest) = f.get("dest").filter(|d| !d.is_empty()) else {
+        bail!("invalid --cache-to {s:?}: dest= is missing, e.g. type=local,dest=/tmp/cache")
+    };
+    let mode = match f.get("mode").map(String::as_str) {
+        None | Some("min") => CacheMode::Min,
+        Some("max") => CacheMode::Max,
+        Some(m) => bail!("invalid --cache-to {s:?}: mode={m} is unknown; use mode=min or mode=max"),
+    };
+    Ok(CacheTo { dest: PathBuf::from(dest), mode })
 }
 
 fn parse_output(s: &str) -> anyhow::Result<Output> {
@@ -91,6 +143,8 @@ pub fn run(g: &Globals, a: BuildArgs) -> anyhow::Result<u8> {
     }
     opts.build_args = build_args;
     opts.output = a.output.as_deref().map(parse_output).transpose()?;
+    opts.cache_from = a.cache_from.iter().map(|s| parse_cache_from(s)).collect::<anyhow::Result<_>>()?;
+    opts.cache_to = a.cache_to.as_deref().map(parse_cache_to).transpose()?;
 
     let root = g.root_dir();
     let store = Store::open(&root).with_context(|| format!("opening the store at {}", root.display()))?;
@@ -110,5 +164,29 @@ pub fn run(g: &Globals, a: BuildArgs) -> anyhow::Result<u8> {
             Ok(0)
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_flags() {
+        assert_eq!(parse_cache_from("type=local,src=/c").unwrap(), PathBuf::from("/c"));
+        let t = parse_cache_to("type=local,dest=c,mode=max").unwrap();
+        assert_eq!(t, CacheTo { dest: PathBuf::from("c"), mode: CacheMode::Max });
+        assert_eq!(parse_cache_to("dest=c,type=local").unwrap().mode, CacheMode::Min);
+        let err = |r: anyhow::Result<CacheTo>| r.unwrap_err().to_string();
+        assert!(err(parse_cache_to("type=registry,ref=x")).contains("not supported yet"));
+        assert!(err(parse_cache_to("type=registry,dest=x")).contains("not supported yet"));
+        assert!(err(parse_cache_to("type=floppy,dest=x")).contains("unknown"));
+        assert!(err(parse_cache_to("type=local")).contains("dest= is missing"));
+        assert!(err(parse_cache_to("dest=x")).contains("type= is missing"));
+        assert!(err(parse_cache_to("type=local,dest=x,mode=all")).contains("mode=all is unknown"));
+        assert!(err(parse_cache_to("type=local,dest=x,dest=y")).contains("twice"));
+        assert!(err(parse_cache_to("type=local,dest=x,src=y")).contains("unknown key"));
+        assert!(parse_cache_from("type=local").unwrap_err().to_string().contains("src= is missing"));
+        assert!(parse_cache_from("type=local,dest=x").is_err());
     }
 }

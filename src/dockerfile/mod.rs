@@ -7,6 +7,30 @@
 //! keyword, flags, raw argument words, heredocs, span, original text) → the typed layer
 //! turns each into an [`ast::Instruction`] with checked flags, and groups them into stages.
 //! Nothing is expanded here: `$VAR`s stay in the words for the planner.
+//!
+//! ```no_run
+//! # use std::path::Path;
+//! let df = rbuild::dockerfile::parse("FROM alpine AS a\nRUN echo hi\n", Path::new("Dockerfile"))?;
+//! for stage in &df.stages {
+//!     for node in &stage.instructions {
+//!         let _ = (&node.instruction, node.span(), node.original());
+//!     }
+//! }
+//! # Ok::<(), rbuild::dockerfile::ParseError>(())
+//! ```
+//!
+//! What the typed layer checks (each failure is a [`ParseError`] at a line and column):
+//! known keywords; flags allowed for the instruction, no duplicates, booleans `true`/`false`,
+//! values where a value is needed; argument counts (`COPY <src>... <dest>`, `FROM img [AS
+//! name]`, ...); JSON arrays hold only strings; stage names are valid and unique; only ARG
+//! before the first FROM; `--mount` specs (type, keys, target); HEALTHCHECK durations and
+//! retries; ONBUILD triggers (not ONBUILD, FROM or MAINTAINER); terminated heredocs.
+//!
+//! Where we differ from BuildKit on purpose: an unknown instruction is an error at parse
+//! time (BuildKit's parser accepts it and its instruction layer rejects it); heredoc bodies
+//! of CRLF files get LF line ends and `<<-` bodies arrive with their leading tabs already
+//! stripped; JSON nested deeper than 128 levels and ONBUILD nested more than 4 times are
+//! errors (so no input can exhaust the stack).
 
 pub mod ast;
 pub mod directives;

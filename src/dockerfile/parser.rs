@@ -11,7 +11,7 @@
 //! The escape character changes lexing, and pest grammars have no parameters, so two
 //! parsers are generated from the same rules (`esc` comes from `escape_backslash.pest` or
 //! `escape_backtick.pest`). Their `Rule` enums have the same variants in the same order;
-//! pairs of both are converted into one small token tree ([`Tok`]) keyed by the backslash
+//! pairs of both are converted into one small token tree (`Tok`) keyed by the backslash
 //! parser's `Rule`.
 
 use std::collections::HashMap;
@@ -217,6 +217,7 @@ struct Marker {
     fd: Option<u32>,
     expand: bool,
     pos: Position,
+    end: Position,
 }
 
 /// `ONBUILD ONBUILD ...` is rejected by the typed layer; the line level only bounds the
@@ -230,11 +231,11 @@ const KEYWORDS: &[&str] = &[
 
 /// Parse the whole file at the line level.
 pub fn parse_raw(text: &str, path: &Path) -> Result<RawDockerfile, ParseError> {
-    let (raw, _) = parse_lines(text, path)?;
-    Ok(raw)
+    let (directives, parsed) = parse_lines(text, path)?;
+    Ok(RawDockerfile { directives, nodes: parsed.into_iter().map(|p| p.node).collect() })
 }
 
-fn parse_lines(text: &str, path: &Path) -> Result<(RawDockerfile, Vec<Parsed>), ParseError> {
+fn parse_lines(text: &str, path: &Path) -> Result<(Directives, Vec<Parsed>), ParseError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let src = Src::new(text, path);
     let directives = directives::scan(text).map_err(|e| {
@@ -311,7 +312,7 @@ fn parse_lines(text: &str, path: &Path) -> Result<(RawDockerfile, Vec<Parsed>), 
                 expand: m.expand,
                 chomp: m.chomp,
                 fd: m.fd,
-                span: Span { start: m.pos, end: m.pos },
+                span: Span { start: m.pos, end: m.end },
             });
         }
         let end_pos = src.pos(end_off);
@@ -326,8 +327,7 @@ fn parse_lines(text: &str, path: &Path) -> Result<(RawDockerfile, Vec<Parsed>), 
         let p = src.pos(text.len());
         return Err(src.err(p, "file with no instructions: expected at least a FROM line".to_string()));
     }
-    let nodes = parsed.iter().map(|p| p.node.clone()).collect();
-    Ok((RawDockerfile { directives, nodes }, parsed))
+    Ok((directives, parsed))
 }
 
 /// Parse one logical line (or ONBUILD's rest): `line` starts at `base` in `lg.text`.
@@ -660,7 +660,8 @@ fn heredoc_markers(cx: &Ctx, lg: &Logical, p: &Parsed, lead: usize) -> Vec<Marke
     let mut out = Vec::new();
     for (word, off) in q_words(cx, line) {
         if let Some(m) = heredoc_of_word(cx, &word) {
-            out.push(Marker { pos: cx.at(lg, lead + off), ..m });
+            let end = cx.at(lg, lead + off + word.len());
+            out.push(Marker { pos: cx.at(lg, lead + off), end, ..m });
         }
     }
     out
@@ -684,6 +685,7 @@ fn heredoc_of_word(cx: &Ctx, word: &str) -> Option<Marker> {
         fd: t.child(Rule::heredoc_fd).and_then(|f| f.text.parse().ok()),
         expand: !quoted,
         pos: Position::default(),
+        end: Position::default(),
     })
 }
 
@@ -722,7 +724,7 @@ fn unquote_delimiter(raw: &str) -> Option<(String, bool)> {
 /// Parse a Dockerfile into stages of typed instructions.
 pub fn parse(text: &str, path: &Path) -> Result<Dockerfile, ParseError> {
     let stripped = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let (raw, parsed) = parse_lines(text, path)?;
+    let (directives, parsed) = parse_lines(text, path)?;
     let src = Src::new(stripped, path);
     let mut global_args = Vec::new();
     let mut stages: Vec<Stage> = Vec::new();
@@ -771,7 +773,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Dockerfile, ParseError> {
         let last = src.pos(stripped.len());
         return Err(src.err(last, "no FROM instruction: expected at least one FROM <image>".to_string()));
     }
-    Ok(Dockerfile { path: path.to_path_buf(), directives: raw.directives, global_args, stages })
+    Ok(Dockerfile { path: path.to_path_buf(), directives, global_args, stages })
 }
 
 #[derive(Clone, Copy, PartialEq)]

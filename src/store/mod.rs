@@ -39,6 +39,7 @@ use nix::fcntl::{Flock, FlockArg};
 mod archive;
 mod blob;
 mod cache;
+mod cache_dir;
 pub mod digest;
 mod images;
 mod layercheck;
@@ -50,6 +51,10 @@ pub mod types;
 pub use archive::{ArchiveFormat, LoadReport, LoadedImage};
 pub use blob::BlobWriter;
 pub use cache::CacheRecord;
+pub use cache_dir::{
+    CacheDir, CacheDirError, CacheExportReport, CACHE_ARTIFACT_TYPE, CACHE_INDEX_MEDIA_TYPE,
+    CACHE_REF_NAME,
+};
 pub use digest::{Digest, HashingReader, HashingWriter, InvalidDigest};
 pub use images::ImageRecord;
 pub use prune::PruneReport;

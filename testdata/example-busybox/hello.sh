@@ -1,0 +1,1 @@
+echo "hello from $(hostname), PID $$, installed: $(cat /app/.installed | tr '\n' ' ')"
