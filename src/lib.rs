@@ -24,6 +24,8 @@
 //! <root>/cache/            cache key → { layer descriptor, diff id, config change }
 //! <root>/snapshots/<id>/   unpacked trees of layers, reused as overlay lower dirs
 //! <root>/containers/<id>/  state of `rbuild run` containers
+//! <root>/context-cache/<hash>.json   per-context stat cache (path, size, mtime, inode, ctime → digest)
+//! <root>/cache-mounts/<hash>/         contents of `RUN --mount=type=cache`
 //! <root>/tmp/              staging of loads and builds (removed when they end)
 //! <root>/index.lock        held while index.json is rewritten (tags never get lost)
 //! <root>/gc.lock           builds hold it shared, `prune` exclusive
