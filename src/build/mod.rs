@@ -96,7 +96,7 @@ pub struct Output {
 pub struct BuildOptions {
     /// The context directory.
     pub context: PathBuf,
-    /// The Dockerfile (default `<context>/Dockerfile`).
+    /// The Dockerfile (default `<context>/Dockerfile`; `-` reads it from stdin).
     pub dockerfile: Option<PathBuf>,
     /// Tags to write (validated before anything runs).
     pub tags: Vec<String>,
@@ -362,13 +362,21 @@ pub fn build(
         })
         .collect::<Result<_, _>>()?;
     let dockerfile_path = opts.dockerfile.clone().unwrap_or_else(|| opts.context.join("Dockerfile"));
-    let text = std::fs::read_to_string(&dockerfile_path).map_err(|e| {
-        BuildError::Options(format!(
-            "cannot read the Dockerfile {}: {e}; pass its path with -f",
-            dockerfile_path.display()
-        ))
-    })?;
-    let display = if opts.dockerfile.is_none() {
+    let from_stdin = dockerfile_path.as_os_str() == "-";
+    let text = if from_stdin {
+        let mut t = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)
+            .map_err(|e| BuildError::Options(format!("cannot read the Dockerfile from stdin: {e}")))?;
+        t
+    } else {
+        std::fs::read_to_string(&dockerfile_path).map_err(|e| {
+            BuildError::Options(format!(
+                "cannot read the Dockerfile {}: {e}; pass its path with -f",
+                dockerfile_path.display()
+            ))
+        })?
+    };
+    let display = if opts.dockerfile.is_none() || from_stdin {
         PathBuf::from("Dockerfile")
     } else {
         dockerfile_path.clone()
@@ -395,7 +403,8 @@ pub fn build(
             opts.context.display()
         )));
     }
-    let ignore = Dockerignore::read_for_context(&opts.context, &dockerfile_path)
+    let ignore_for = if from_stdin { opts.context.join("Dockerfile") } else { dockerfile_path.clone() };
+    let ignore = Dockerignore::read_for_context(&opts.context, &ignore_for)
         .map_err(|e| BuildError::Options(format!("reading .dockerignore: {e}")))?;
 
     rootfs::sweep_stale_tmp(store);

@@ -20,7 +20,7 @@ pub struct BuildArgs {
     /// Name and optionally a tag (name:tag); may be given several times
     #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
     pub tags: Vec<String>,
-    /// Dockerfile (default: PATH/Dockerfile)
+    /// Dockerfile (default: PATH/Dockerfile; - reads it from stdin)
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// Build this stage and what it needs (default: the last stage)
