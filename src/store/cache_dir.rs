@@ -475,6 +475,8 @@ fn copy_verified(
         )));
     }
     w.commit(Some(&layer.digest)).map_err(CopyError::Store)?;
+    // Docker's SIZE of images built from this cache layer.
+    let _ = store.record_layer_size(diff_id, info.size);
     Ok(())
 }
 
