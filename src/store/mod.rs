@@ -30,7 +30,10 @@
 //! - A snapshot directory appears by rename of a fully unpacked temp directory.
 //! - Blobs and snapshots are only deleted by [`Store::prune`], which takes `gc.lock`
 //!   exclusively; anything that writes blobs before tagging them holds a [`Lease`].
-//! - Image ID = config digest. Tags point at manifests.
+//! - Image ID = config digest. Tags point at manifests. Several manifests with one config
+//!   (the same image loaded with gzip and with plain layers) are one image: listing,
+//!   inspect and `rmi` by ID treat them together ([`Store::remove_image_id`]).
+//! - `load` tags all of an archive's images in one index update at the end, or none.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
