@@ -509,17 +509,17 @@ fn bad_input_is_a_clear_error_and_leaves_no_state() {
     r.ok(&["run", "--name", "taken", "busybox:local", "true"]);
     let before = r.containers();
     let cases: &[(&[&str], i32, &str)] = &[
-        (&["run", "nosuch:image", "true"], 1, "no such image"),
-        (&["run", "--name", "taken", "busybox:local", "true"], 1, "already in use"),
-        (&["run", "--name", "bad name", "busybox:local", "true"], 1, "invalid container name"),
+        (&["run", "nosuch:image", "true"], 125, "no such image"),
+        (&["run", "--name", "taken", "busybox:local", "true"], 125, "already in use"),
+        (&["run", "--name", "bad name", "busybox:local", "true"], 125, "invalid container name"),
         (&["run", "busybox:local", "no-such-command"], 127, "no-such-command"),
         (&["run", "busybox:local", "/etc/passwd"], 126, "/etc/passwd"),
-        (&["run", "--entrypoint", "", "busybox:local"], 1, "no command specified"),
-        (&["run", "-w", "relative", "busybox:local", "true"], 1, "absolute"),
+        (&["run", "--entrypoint", "", "busybox:local"], 125, "no command specified"),
+        (&["run", "-w", "relative", "busybox:local", "true"], 125, "absolute"),
         (&["run", "-u", "nosuchuser", "busybox:local", "true"], 125, "nosuchuser"),
-        (&["run", "-e", "=x", "busybox:local", "true"], 1, "invalid environment variable"),
-        (&["run", "--env-file", "/no/such.env", "busybox:local", "true"], 1, "/no/such.env"),
-        (&["run", "-v", "/no/such/dir:/x", "busybox:local", "true"], 1, "/no/such/dir"),
+        (&["run", "-e", "=x", "busybox:local", "true"], 125, "invalid environment variable"),
+        (&["run", "--env-file", "/no/such.env", "busybox:local", "true"], 125, "/no/such.env"),
+        (&["run", "-v", "/proc/no/such:/x", "busybox:local", "true"], 125, "/proc/no/such"),
         (&["logs", "nosuch"], 1, "no such container"),
         (&["stop", "nosuch"], 1, "no such container"),
         (&["rm", "nosuch"], 1, "no such container"),
@@ -540,7 +540,7 @@ fn image_without_cmd_or_entrypoint_is_refused() {
     r.ok(&["import", common::busybox_rootfs_tar().to_str().unwrap(), "nocmd:1"]);
     let before = r.containers();
     let (code, _, err) = r.rb(&["run", "nocmd:1"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 125, "Docker's code for errors of run itself");
     assert!(err.contains("no command specified"), "{err}");
     assert_eq!(r.containers(), before);
     assert_eq!(r.ok(&["run", "--rm", "nocmd:1", "echo", "ok"]), "ok\n");

@@ -93,37 +93,35 @@ pub fn run(g: &Globals, a: RunArgs) -> anyhow::Result<u8> {
         let code = start::monitor_main(&containers, id, &exe)?;
         return Ok(u8::try_from(code).unwrap_or(255));
     }
+    match run_container(&root, &a) {
+        Ok(code) => Ok(code),
+        // Docker's exit codes: 127 (not found) and 126 (not executable) for the command,
+        // 125 for every error of `run` itself (unknown image, no command, bad -v, ...)
+        Err(e) => {
+            let code = e.downcast_ref::<crate::container::ContainerError>().and_then(|c| c.exit_code()).unwrap_or(125);
+            Err(super::CodedError::wrap(e, u8::try_from(code).unwrap_or(125)))
+        }
+    }
+}
+
+fn run_container(root: &std::path::Path, a: &RunArgs) -> anyhow::Result<u8> {
     let opts = a.options();
-    let store = crate::store::Store::open(&root)?;
-    let containers = open(&root)?;
+    let store = crate::store::Store::open(root)?;
+    let containers = open(root)?;
     let exe = std::env::current_exe().context("cannot find the rbuild executable to start the sandbox")?;
     let host_env = |k: &str| std::env::var(k).ok();
     let mut c = crate::container::create::create(&store, &containers, &opts, &host_env)?;
-    let started = if opts.detach && (opts.tty || opts.interactive) {
-        start::run_detached_with_monitor(&root, &c, &exe).map(|()| 0)
+    let code = if opts.detach && (opts.tty || opts.interactive) {
+        start::run_detached_with_monitor(root, &c, &exe).map(|()| 0)?
     } else if opts.detach {
-        start::run_detached(&containers, &mut c, &exe).map(|()| 0)
+        start::run_detached(&containers, &mut c, &exe).map(|()| 0)?
     } else {
-        start::run_attached(&containers, &mut c, &exe)
+        start::run_attached(&containers, &mut c, &exe)?
     };
-    match started {
-        Ok(code) => {
-            if opts.detach {
-                writeln!(std::io::stdout(), "{}", c.config.id)?;
-            }
-            Ok(u8::try_from(code).unwrap_or(255))
-        }
-        // Docker's exit codes for a process that could not start (127 not found, 126 not
-        // executable, 125 other): print the error here, since main always exits 1
-        Err(e) => match e.exit_code() {
-            Some(code) => {
-                let e = anyhow::Error::from(e);
-                writeln!(std::io::stderr(), "error: {}", super::render_error(&e))?;
-                Ok(u8::try_from(code).unwrap_or(125))
-            }
-            None => Err(e.into()),
-        },
+    if opts.detach {
+        writeln!(std::io::stdout(), "{}", c.config.id)?;
     }
+    Ok(u8::try_from(code).unwrap_or(255))
 }
 
 /// The containers dir, with finished `--rm` containers cleaned up.

@@ -1,0 +1,126 @@
+//! Regressions of `rbuild run` found by QA, one test (or more) per defect.
+//!
+//! Needs root (namespaces, overlayfs) and Debian's busybox-static (testdata/make-busybox.sh).
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+
+const RBUILD: &str = env!("CARGO_BIN_EXE_rbuild");
+
+struct Root {
+    dir: tempfile::TempDir,
+}
+
+/// A failed test must not leave detached containers running.
+impl Drop for Root {
+    fn drop(&mut self) {
+        if let Ok(out) = self.cmd(&["ps", "-a", "-q", "--no-trunc"]).output() {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = self.cmd(&["rm", "-f", id]).output();
+            }
+        }
+    }
+}
+
+impl Root {
+    fn new() -> Root {
+        let (dir, _store) = common::store_with_busybox();
+        Root { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(RBUILD);
+        c.arg("--root").arg(self.path()).args(args).stdin(Stdio::null());
+        c
+    }
+
+    fn rb(&self, args: &[&str]) -> (i32, String, String) {
+        let out: Output = self.cmd(args).output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.rb(args);
+        assert_eq!(code, 0, "rbuild {args:?} failed: stdout={out} stderr={err}");
+        out
+    }
+
+    /// Container dirs (full IDs) under containers/.
+    fn containers(&self) -> Vec<String> {
+        let mut v: Vec<String> = match std::fs::read_dir(self.path().join("containers")) {
+            Ok(rd) => rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
+            Err(_) => Vec::new(),
+        };
+        v.retain(|n| n != ".lock");
+        v.sort();
+        v
+    }
+
+    /// The JSON status of container `name`.
+    fn status(&self, name: &str) -> serde_json::Value {
+        let full = self.full_id(name);
+        let text = std::fs::read_to_string(self.path().join("containers").join(full).join("status")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    fn full_id(&self, name: &str) -> String {
+        for id in self.containers() {
+            let cfg = self.path().join("containers").join(&id).join("config.json");
+            if let Ok(text) = std::fs::read_to_string(cfg) {
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+                if v["name"] == name {
+                    return id;
+                }
+            }
+        }
+        panic!("no container {name}: {:?}", self.containers());
+    }
+}
+
+fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// ------------------------------------------------------------ 5: exit codes
+
+#[test]
+fn run_setup_errors_exit_125_and_exec_errors_126_127() {
+    let r = Root::new();
+    r.ok(&["import", common::busybox_rootfs_tar().to_str().unwrap(), "nocmd:1"]);
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["run", "--rm", "nosuch:image"], 125, "nosuch"),
+        (&["run", "--rm", "nocmd:1"], 125, "no command specified"),
+        (&["run", "--rm", "--bogus-flag", "busybox:local", "true"], 125, "bogus"),
+        (&["run", "--rm", "--network", "bridge", "busybox:local", "true"], 125, "bridge"),
+        (&["run", "--rm", "-u", "nosuchuser", "busybox:local", "true"], 125, "nosuchuser"),
+        (&["run", "--rm", "-v", "rel:/x", "busybox:local", "true"], 125, "absolute"),
+        (&["run", "--rm", "-w", "rel", "busybox:local", "true"], 125, "absolute"),
+        (&["run", "--rm", "busybox:local", "nosuchcmd"], 127, "nosuchcmd"),
+        (&["run", "--rm", "busybox:local", "/etc/passwd"], 126, "/etc/passwd"),
+    ];
+    for (args, want, text) in cases {
+        let (code, _, err) = r.rb(args);
+        assert_eq!(code, *want, "{args:?}: {err}");
+        assert!(err.contains(text), "{args:?}: {err}");
+        assert_eq!(err.matches("error").count().min(1), 1, "{args:?}: {err}");
+    }
+    assert!(r.containers().is_empty(), "{:?}", r.containers());
+    // errors of other commands stay 1
+    assert_eq!(r.rb(&["rm", "nosuch"]).0, 1);
+}
