@@ -97,6 +97,74 @@ fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
+// ------------------------------------------------------------ 1: -it without a terminal
+
+#[test]
+fn it_with_piped_stdin_is_refused_at_once() {
+    let r = Root::new();
+    let mut c = r
+        .cmd(&["run", "--rm", "-it", "busybox:local", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(b"hi\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = c.kill();
+            panic!("rbuild run -it with piped stdin hangs");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = c.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the input device is not a TTY"), "{err}");
+    assert!(r.containers().is_empty(), "{:?}", r.containers());
+}
+
+#[test]
+fn tty_without_interactive_works_with_piped_stdin() {
+    let r = Root::new();
+    let mut c = r
+        .cmd(&["run", "--rm", "-t", "busybox:local", "sh", "-c", "test -t 1 && echo tty"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(b"ignored\n").unwrap();
+    let out = c.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "tty\r\n");
+    assert!(r.containers().is_empty());
+}
+
+#[test]
+fn killed_foreground_rm_container_is_shown_or_cleaned() {
+    let r = Root::new();
+    let mut c = r.cmd(&["run", "--rm", "--name", "victim", "busybox:local", "sleep", "100"]).spawn().unwrap();
+    wait_until("the container runs", Duration::from_secs(10), || {
+        r.rb(&["ps", "-q"]).1.lines().count() == 1
+    });
+    c.kill().unwrap();
+    c.wait().unwrap();
+    // right after the kill and a while later: ps -a lists every container dir there is
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, ps, _) = r.rb(&["ps", "-a", "--no-trunc", "-q"]);
+        let listed: Vec<String> = ps.split_whitespace().map(String::from).collect();
+        let dirs: Vec<String> = r.containers().into_iter().filter(|d| !d.starts_with('.')).collect();
+        assert_eq!(listed, dirs, "ps -a hides container state on disk");
+        if dirs.is_empty() || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(r.containers().is_empty(), "the --rm container's state stays: {:?}", r.containers());
+}
+
 // ------------------------------------------------------------ 5: exit codes
 
 #[test]

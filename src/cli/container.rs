@@ -93,6 +93,10 @@ pub fn run(g: &Globals, a: RunArgs) -> anyhow::Result<u8> {
         let code = start::monitor_main(&containers, id, &exe)?;
         return Ok(u8::try_from(code).unwrap_or(255));
     }
+    // Docker refuses at once (exit 1): a pty fed from a pipe never sees end of input
+    if a.tty && a.interactive && !a.detach && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        anyhow::bail!("the input device is not a TTY: drop -t (keep -i) to pipe input into the container");
+    }
     match run_container(&root, &a) {
         Ok(code) => Ok(code),
         // Docker's exit codes: 127 (not found) and 126 (not executable) for the command,

@@ -195,6 +195,20 @@ impl Container {
         fs::read_to_string(self.exit_file()).ok()?.trim().parse().ok()
     }
 
+    /// Whether the container has exited and nobody will write to its state any more: the
+    /// exit is recorded, or the process is gone and so is its monitor (killed too). A
+    /// process just gone whose monitor is still recording is not final yet.
+    pub fn exit_is_final(&self) -> bool {
+        match self.observe() {
+            Observed::Exited { code: Some(_), .. } => true,
+            Observed::Exited { code: None, .. } => self
+                .status
+                .monitor_pid
+                .is_none_or(|m| super::procfs::start_time(m).is_none()),
+            _ => false,
+        }
+    }
+
     /// Whether the process is running now.
     pub fn is_running(&self) -> bool {
         matches!(self.observe(), Observed::Running { .. })
@@ -351,7 +365,7 @@ impl Containers {
         let doomed: Vec<Container> = self
             .list()?
             .into_iter()
-            .filter(|c| c.config.auto_remove && matches!(c.observe(), Observed::Exited { .. }))
+            .filter(|c| c.config.auto_remove && c.exit_is_final())
             .collect();
         if doomed.is_empty() {
             return Ok(());
