@@ -568,7 +568,8 @@ fn prune_keeps_the_layers_of_an_existing_container() {
     let r = Root::new();
     r.ok(&["run", "--name", "keeper", "busybox:local", "true"]);
     let layer = r.image_layer();
-    r.ok(&["rmi", "busybox:local"]);
+    // the container uses the image: untagging its last name needs -f
+    r.ok(&["rmi", "-f", "busybox:local"]);
     r.ok(&["prune", "--all"]);
     assert!(layer.is_dir(), "prune removed a snapshot that container keeper mounts");
     r.ok(&["rm", "keeper"]);

@@ -165,6 +165,34 @@ fn killed_foreground_rm_container_is_shown_or_cleaned() {
     assert!(r.containers().is_empty(), "the --rm container's state stays: {:?}", r.containers());
 }
 
+// ------------------------------------------------------------ 2: rmi of an image in use
+
+#[test]
+fn rmi_refuses_the_last_tag_of_an_image_a_container_uses() {
+    let r = Root::new();
+    r.ok(&["tag", "busybox:local", "img:1"]);
+    r.ok(&["run", "--name", "user1", "img:1", "true"]);
+    // another name still refers to the image: untagging one of two is fine
+    r.ok(&["rmi", "busybox:local"]);
+    let (code, _, err) = r.rb(&["rmi", "img:1"]);
+    assert_eq!(code, 1, "{err}");
+    let short = &r.full_id("user1")[..12];
+    assert!(
+        err.contains(&format!(
+            "conflict: unable to remove repository reference \"img:1\" (must force) - container {short} is using its referenced image"
+        )),
+        "{err}"
+    );
+    assert!(r.ok(&["images"]).contains("img"), "the tag must stay");
+    // a running container counts as well
+    r.ok(&["run", "-d", "--name", "user2", "img:1", "sleep", "100"]);
+    r.ok(&["rm", "user1"]);
+    assert_eq!(r.rb(&["rmi", "img:1"]).0, 1);
+    let out = r.ok(&["rmi", "-f", "img:1"]);
+    assert!(out.contains("Untagged: img:1"), "{out}");
+    r.ok(&["rm", "-f", "user2"]);
+}
+
 // ------------------------------------------------------------ 5: exit codes
 
 #[test]

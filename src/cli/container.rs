@@ -128,6 +128,26 @@ fn run_container(root: &std::path::Path, a: &RunArgs) -> anyhow::Result<u8> {
     Ok(u8::try_from(code).unwrap_or(255))
 }
 
+/// Docker's `rmi` rule: the last name of an image that a container (running or not) was
+/// created from is not removed without `-f` (the image would be left dangling under it).
+pub(super) fn refuse_untag_in_use(store: &crate::store::Store, r: &crate::store::Reference, name: &str) -> anyhow::Result<()> {
+    let Ok(img) = store.resolve(name) else { return Ok(()) };
+    let refs: usize = store.list_images()?.iter().filter(|i| i.id == img.id).map(|i| i.tags.len()).sum();
+    if refs > 1 || !img.tags.contains(r) {
+        return Ok(());
+    }
+    let id = img.id.to_string();
+    let Some(c) = open(store.root())?.list()?.into_iter().find(|c| c.config.image_id == id) else {
+        return Ok(());
+    };
+    anyhow::bail!(
+        "conflict: unable to remove repository reference {name:?} (must force) - container {} is using its referenced image {} (remove the container first: rbuild rm {}, or use rmi -f)",
+        c.short_id(),
+        img.id.short(),
+        c.config.name
+    )
+}
+
 /// The containers dir, with finished `--rm` containers cleaned up.
 fn open(root: &std::path::Path) -> anyhow::Result<Containers> {
     let containers = Containers::open(root)?;
