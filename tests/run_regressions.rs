@@ -193,6 +193,19 @@ fn rmi_refuses_the_last_tag_of_an_image_a_container_uses() {
     r.ok(&["rm", "-f", "user2"]);
 }
 
+// ------------------------------------------------------------ 3: TERM with -t
+
+#[test]
+fn tty_sets_term_unless_the_user_did() {
+    let r = Root::new();
+    assert_eq!(r.ok(&["run", "--rm", "-t", "busybox:local", "sh", "-c", "echo $TERM"]), "xterm\r\n");
+    assert_eq!(
+        r.ok(&["run", "--rm", "-t", "-e", "TERM=dumb", "busybox:local", "sh", "-c", "echo $TERM"]),
+        "dumb\r\n"
+    );
+    assert_eq!(r.ok(&["run", "--rm", "busybox:local", "sh", "-c", "echo x$TERM"]), "x\n");
+}
+
 // ------------------------------------------------------------ 5: exit codes
 
 #[test]

@@ -133,13 +133,17 @@ pub fn create(
 
     let id = new_id()?;
     let hostname = opts.hostname.clone().unwrap_or_else(|| short_id(&id).to_string());
-    let env = command::merge_env(
+    let mut env = command::merge_env(
         defaults.env.as_deref().unwrap_or_default(),
         &user_env,
         host_env,
         &hostname,
         &home,
     )?;
+    // Docker: `-t` sets TERM=xterm unless the image or the user set TERM
+    if opts.tty && !env.iter().any(|(k, _)| k == "TERM") {
+        env.push(("TERM".into(), "xterm".into()));
+    }
 
     let _lock = containers.lock()?;
     let all = containers.list()?;
