@@ -206,6 +206,21 @@ fn tty_sets_term_unless_the_user_did() {
     assert_eq!(r.ok(&["run", "--rm", "busybox:local", "sh", "-c", "echo x$TERM"]), "x\n");
 }
 
+// ------------------------------------------------------------ 4: hostname in /etc/hosts
+
+#[test]
+fn hostname_is_in_etc_hosts() {
+    let r = Root::new();
+    for net in ["host", "none"] {
+        let out = r.ok(&["run", "--rm", "--network", net, "busybox:local", "sh", "-c", "grep -w \"$(hostname)\" /etc/hosts"]);
+        assert!(out.starts_with("127.0.1.1"), "{net}: {out:?}");
+        let out = r.ok(&["run", "--rm", "--network", net, "--hostname", "web.local", "busybox:local", "cat", "/etc/hosts"]);
+        assert!(out.lines().any(|l| l.split_whitespace().skip(1).any(|w| w == "web.local")), "{net}: {out}");
+        assert!(out.contains("localhost"), "{net}: {out}");
+    }
+    assert!(!std::fs::read_to_string("/etc/hosts").unwrap().contains("web.local"), "the host's file is untouched");
+}
+
 // ------------------------------------------------------------ 5: exit codes
 
 #[test]

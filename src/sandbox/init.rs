@@ -991,6 +991,7 @@ fn setup_etc(root: &Path, scratch: &Path, req: &InitRequest) -> Result<(), Child
             b"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_vec()
         }
     };
+    let hosts = with_hostname(hosts, &req.hostname);
     let resolv = std::fs::read("/etc/resolv.conf").unwrap_or_default();
     for (name, content) in [("hosts", hosts), ("resolv.conf", resolv)] {
         let r = Path::new("etc").join(name);
@@ -1007,6 +1008,24 @@ fn setup_etc(root: &Path, scratch: &Path, req: &InitRequest) -> Result<(), Child
         bind(&copy, &target, false)?;
     }
     Ok(())
+}
+
+/// `hosts` plus a `127.0.1.1 <hostname>` line (as Docker adds the container's hostname),
+/// unless a line already names the host.
+fn with_hostname(mut hosts: Vec<u8>, hostname: &str) -> Vec<u8> {
+    let text = String::from_utf8_lossy(&hosts);
+    let known = text.lines().any(|l| {
+        let l = l.split('#').next().unwrap_or("");
+        l.split_whitespace().skip(1).any(|n| n == hostname)
+    });
+    if known {
+        return hosts;
+    }
+    if !hosts.is_empty() && !hosts.ends_with(b"\n") {
+        hosts.push(b'\n');
+    }
+    hosts.extend_from_slice(format!("127.0.1.1\t{hostname}\n").as_bytes());
+    hosts
 }
 
 /// pivot_root into `root` (pivot_root(".", ".") then detach the old root, no put_old dir
