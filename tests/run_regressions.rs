@@ -248,3 +248,36 @@ fn run_setup_errors_exit_125_and_exec_errors_126_127() {
     // errors of other commands stay 1
     assert_eq!(r.rb(&["rm", "nosuch"]).0, 1);
 }
+
+// ------------------------------------------------------------ 6: -v host path and symlinks
+
+#[test]
+fn volume_host_dir_is_created() {
+    let r = Root::new();
+    let host = tempfile::tempdir().unwrap();
+    let missing = host.path().join("a/b");
+    let spec = format!("{}:/data", missing.display());
+    r.ok(&["run", "--rm", "-v", &spec, "busybox:local", "sh", "-c", "echo hi > /data/f"]);
+    assert_eq!(std::fs::read_to_string(missing.join("f")).unwrap(), "hi\n");
+}
+
+#[test]
+fn volume_target_symlinks_resolve_inside_the_rootfs() {
+    let r = Root::new();
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox:local\nRUN mkdir -p /real /var && ln -s /real /var/run && ln -s ../../../../../../../tmp /esc\n",
+    )
+    .unwrap();
+    r.ok(&["build", "-q", "-t", "links:1", ctx.path().to_str().unwrap()]);
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("marker"), "m\n").unwrap();
+    let h = host.path().display().to_string();
+    let out = r.ok(&["run", "--rm", "-v", &format!("{h}:/var/run"), "links:1", "cat", "/real/marker"]);
+    assert_eq!(out, "m\n");
+    // a symlink pointing above the root lands inside it: /esc/x -> /tmp/x of the container
+    let out = r.ok(&["run", "--rm", "-v", &format!("{h}:/esc/x"), "links:1", "cat", "/tmp/x/marker"]);
+    assert_eq!(out, "m\n");
+    assert!(!Path::new("/tmp/x/marker").exists(), "the mount must not reach the host's /tmp");
+}

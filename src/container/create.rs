@@ -83,6 +83,12 @@ pub fn create(
         .iter()
         .map(|v| {
             let mut vol: Volume = command::parse_volume(v)?;
+            // Docker creates a missing host path as a directory
+            if std::fs::symlink_metadata(&vol.host).is_err() {
+                std::fs::create_dir_all(&vol.host).map_err(|e| {
+                    ContainerError::InvalidVolume(v.clone(), format!("creating host directory {}: {e}", vol.host.display()))
+                })?;
+            }
             vol.host = std::fs::canonicalize(&vol.host).map_err(|e| {
                 ContainerError::InvalidVolume(v.clone(), format!("host path {}: {e}", vol.host.display()))
             })?;
