@@ -373,8 +373,8 @@ fn exit_status_of_detached_container_is_recorded() {
     r.ok(&["run", "-d", "--name", "quick", "busybox:local", "sh", "-c", "echo out; echo err >&2; exit 5"]);
     wait_until("exit", Duration::from_secs(15), || ps_line(&r, "quick").is_some_and(|l| l.contains("Exited (5)")));
     assert_eq!(r.ok(&["ps", "-q"]), "");
-    let logs = r.ok(&["logs", "quick"]);
-    assert!(logs.contains("out\n") && logs.contains("err\n"), "{logs}");
+    let (code, out, err) = r.rb(&["logs", "quick"]);
+    assert_eq!((code, out.as_str(), err.as_str()), (0, "out\n", "err\n"));
 }
 
 #[test]

@@ -281,3 +281,24 @@ fn volume_target_symlinks_resolve_inside_the_rootfs() {
     assert_eq!(out, "m\n");
     assert!(!Path::new("/tmp/x/marker").exists(), "the mount must not reach the host's /tmp");
 }
+
+// ------------------------------------------------------------ 7: logs keep streams apart
+
+#[test]
+fn logs_keep_stdout_and_stderr_apart() {
+    let r = Root::new();
+    let script = "echo out1; echo err1 >&2; echo out2";
+    r.ok(&["run", "-d", "--name", "bg", "busybox:local", "sh", "-c", script]);
+    wait_until("bg exits", Duration::from_secs(10), || r.rb(&["ps", "-q"]).1.trim().is_empty());
+    r.ok(&["run", "--name", "fg", "busybox:local", "sh", "-c", script]);
+    for name in ["bg", "fg"] {
+        let (code, out, err) = r.rb(&["logs", name]);
+        assert_eq!(code, 0);
+        assert_eq!(out, "out1\nout2\n", "{name}");
+        assert_eq!(err, "err1\n", "{name}");
+    }
+    // -f still follows until the end
+    r.ok(&["run", "-d", "--name", "slow", "busybox:local", "sh", "-c", "echo a; sleep 1; echo b >&2; echo c"]);
+    let (code, out, err) = r.rb(&["logs", "-f", "slow"]);
+    assert_eq!((code, out.as_str(), err.as_str()), (0, "a\nc\n", "b\n"));
+}

@@ -255,7 +255,8 @@ pub fn logs(g: &Globals, a: LogsArgs) -> anyhow::Result<u8> {
     let containers = open(&g.root_dir())?;
     let c = containers.find(&a.container)?;
     let mut out = std::io::stdout().lock();
-    ops::logs(&c, a.follow, &mut out)?;
+    let mut err = std::io::stderr().lock();
+    ops::logs(&c, a.follow, &mut out, &mut err)?;
     Ok(0)
 }
 

@@ -151,6 +151,14 @@ pub enum Stdio {
     /// stdin is /dev/null; stdout and stderr are appended to this file (created 0640 if
     /// missing). Meant for detached containers.
     File(PathBuf),
+    /// stdin is /dev/null; stdout and stderr are appended to these two files (each
+    /// created 0640 if missing). For detached containers whose logs keep the streams apart.
+    Files {
+        /// Receives stdout.
+        stdout: PathBuf,
+        /// Receives stderr.
+        stderr: PathBuf,
+    },
     /// stdin, stdout and stderr are /dev/null.
     Null,
 }
@@ -339,6 +347,17 @@ fn validate(spec: &Spec) -> Result<(), SandboxError> {
     Ok(())
 }
 
+/// Open a log file for appending (created 0640 if missing).
+fn open_log(path: &Path) -> Result<File, SandboxError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
+        .map_err(|e| SandboxError::Setup(format!("cannot open log file {}: {e}", path.display())))
+}
+
 /// Start `spec.argv` in a new sandbox; returns once the command has been exec'd.
 ///
 /// `init_exe` is the rbuild binary (`std::env::current_exe()`; tests use
@@ -387,17 +406,14 @@ pub fn spawn(spec: &Spec, init_exe: &Path) -> Result<Sandbox, SandboxError> {
                 .stderr(std::process::Stdio::null());
         }
         Stdio::File(path) => {
-            use std::os::unix::fs::OpenOptionsExt;
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o640)
-                .open(path)
-                .map_err(|e| {
-                    SandboxError::Setup(format!("cannot open log file {}: {e}", path.display()))
-                })?;
+            let f = open_log(path)?;
             let f2 = f.try_clone()?;
             cmd.stdin(std::process::Stdio::null()).stdout(f).stderr(f2);
+        }
+        Stdio::Files { stdout, stderr } => {
+            cmd.stdin(std::process::Stdio::null())
+                .stdout(open_log(stdout)?)
+                .stderr(open_log(stderr)?);
         }
         Stdio::Null => {
             cmd.stdin(std::process::Stdio::null())
