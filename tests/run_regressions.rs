@@ -302,3 +302,25 @@ fn logs_keep_stdout_and_stderr_apart() {
     let (code, out, err) = r.rb(&["logs", "-f", "slow"]);
     assert_eq!((code, out.as_str(), err.as_str()), (0, "a\nc\n", "b\n"));
 }
+
+// ------------------------------------------------------------ 8: scratch dir of a killed init
+
+#[test]
+fn killed_detached_init_leaves_no_scratch_dir_on_the_host() {
+    let r = Root::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = r
+        .cmd(&["run", "-d", "--name", "kk", "busybox:local", "sleep", "100"])
+        .env("TMPDIR", tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let status = r.status("kk");
+    let init = status["monitor_pid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(init), nix::sys::signal::Signal::SIGKILL).unwrap();
+    wait_until("the container is gone", Duration::from_secs(10), || r.rb(&["ps", "-q"]).1.trim().is_empty());
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "scratch left in TMPDIR: {left:?}");
+    r.ok(&["rm", "kk"]);
+    assert!(r.containers().is_empty(), "{:?}", r.containers());
+}
