@@ -39,10 +39,13 @@
 mod cache_io;
 mod cancel;
 mod copy;
+mod explain;
 mod image;
 mod rootfs;
 mod run;
 mod stage;
+
+pub mod report;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -93,7 +96,7 @@ pub struct Output {
 pub struct BuildOptions {
     /// The context directory.
     pub context: PathBuf,
-    /// The Dockerfile (default `<context>/Dockerfile`).
+    /// The Dockerfile (default `<context>/Dockerfile`; `-` reads it from stdin).
     pub dockerfile: Option<PathBuf>,
     /// Tags to write (validated before anything runs).
     pub tags: Vec<String>,
@@ -111,6 +114,8 @@ pub struct BuildOptions {
     pub init_exe: PathBuf,
     /// `SOURCE_DATE_EPOCH`: clamps layer times and fixes `created`.
     pub source_date_epoch: Option<i64>,
+    /// `--explain`: say why each step that missed the cache did.
+    pub explain: bool,
     /// `--cache-from type=local,src=DIR`: cache directories consulted on a local miss.
     pub cache_from: Vec<PathBuf>,
     /// `--cache-to type=local,dest=DIR`: where to export the cache after the build.
@@ -131,6 +136,7 @@ impl BuildOptions {
             output: None,
             init_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
             source_date_epoch: std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.trim().parse().ok()),
+            explain: false,
             cache_from: Vec::new(),
             cache_to: None,
         }
@@ -251,6 +257,7 @@ pub(crate) struct Ctx<'a> {
     results: Mutex<HashMap<usize, Result<Arc<stage::StageState>, ()>>>,
     done: Condvar,
     errors: Mutex<Vec<BuildError>>,
+    pub(crate) explain: explain::Explainer,
     imports: cache_io::Imports,
 }
 
@@ -355,13 +362,21 @@ pub fn build(
         })
         .collect::<Result<_, _>>()?;
     let dockerfile_path = opts.dockerfile.clone().unwrap_or_else(|| opts.context.join("Dockerfile"));
-    let text = std::fs::read_to_string(&dockerfile_path).map_err(|e| {
-        BuildError::Options(format!(
-            "cannot read the Dockerfile {}: {e}; pass its path with -f",
-            dockerfile_path.display()
-        ))
-    })?;
-    let display = if opts.dockerfile.is_none() {
+    let from_stdin = dockerfile_path.as_os_str() == "-";
+    let text = if from_stdin {
+        let mut t = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)
+            .map_err(|e| BuildError::Options(format!("cannot read the Dockerfile from stdin: {e}")))?;
+        t
+    } else {
+        std::fs::read_to_string(&dockerfile_path).map_err(|e| {
+            BuildError::Options(format!(
+                "cannot read the Dockerfile {}: {e}; pass its path with -f",
+                dockerfile_path.display()
+            ))
+        })?
+    };
+    let display = if opts.dockerfile.is_none() || from_stdin {
         PathBuf::from("Dockerfile")
     } else {
         dockerfile_path.clone()
@@ -388,7 +403,8 @@ pub fn build(
             opts.context.display()
         )));
     }
-    let ignore = Dockerignore::read_for_context(&opts.context, &dockerfile_path)
+    let ignore_for = if from_stdin { opts.context.join("Dockerfile") } else { dockerfile_path.clone() };
+    let ignore = Dockerignore::read_for_context(&opts.context, &ignore_for)
         .map_err(|e| BuildError::Options(format!("reading .dockerignore: {e}")))?;
 
     rootfs::sweep_stale_tmp(store);
@@ -424,6 +440,7 @@ pub fn build(
         results: Mutex::new(HashMap::new()),
         done: Condvar::new(),
         errors: Mutex::new(Vec::new()),
+        explain: explain::Explainer::new(store.root(), &opts.context, &dockerfile_path, opts.explain),
         imports,
     };
 
