@@ -130,10 +130,14 @@ fn run_container(root: &std::path::Path, a: &RunArgs) -> anyhow::Result<u8> {
 
 /// Docker's `rmi` rule: the last name of an image that a container (running or not) was
 /// created from is not removed without `-f` (the image would be left dangling under it).
-pub(super) fn refuse_untag_in_use(store: &crate::store::Store, r: &crate::store::Reference, name: &str) -> anyhow::Result<()> {
+pub(super) fn refuse_untag_in_use(store: &crate::store::Store, name: &str) -> anyhow::Result<()> {
+    let Ok(r) = crate::store::Reference::parse(name) else { return Ok(()) };
+    if r.digest().is_some() {
+        return Ok(());
+    }
     let Ok(img) = store.resolve(name) else { return Ok(()) };
     let refs: usize = store.list_images()?.iter().filter(|i| i.id == img.id).map(|i| i.tags.len()).sum();
-    if refs > 1 || !img.tags.contains(r) {
+    if refs > 1 || !img.tags.contains(&r) {
         return Ok(());
     }
     let id = img.id.to_string();

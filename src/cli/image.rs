@@ -459,11 +459,11 @@ pub fn rmi(g: &Globals, a: RmiArgs) -> anyhow::Result<u8> {
 }
 
 fn rmi_one(store: &Store, name: &str, force: bool) -> anyhow::Result<Vec<String>> {
+    if !force {
+        super::container::refuse_untag_in_use(store, name)?;
+    }
     if let Ok(r) = Reference::parse(name) {
         if r.digest().is_none() {
-            if !force {
-                super::container::refuse_untag_in_use(store, &r, name)?;
-            }
             if let Ok(_desc) = store.untag(&r) {
                 return Ok(vec![format!("Untagged: {}", r.familiar_tagged())]);
             }
