@@ -135,6 +135,10 @@ pub(super) fn refuse_untag_in_use(store: &crate::store::Store, name: &str) -> an
     if r.digest().is_some() {
         return Ok(());
     }
+    // no containers dir: no container (and rmi does not create one)
+    if !store.root().join("containers").is_dir() {
+        return Ok(());
+    }
     let Ok(img) = store.resolve(name) else { return Ok(()) };
     let refs: usize = store.list_images()?.iter().filter(|i| i.id == img.id).map(|i| i.tags.len()).sum();
     if refs > 1 || !img.tags.contains(&r) {
