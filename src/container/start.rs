@@ -10,7 +10,7 @@
 //!   signals it receives (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2) to the
 //!   container's process, waits, records the exit in `status`, and with `--rm` removes the
 //!   state. If rbuild itself dies, init kills the container (the socket to rbuild closes).
-//! - Detached (`-d`): stdout and stderr are appended to `<id>/log`, rbuild calls
+//! - Detached (`-d`): stdout and stderr are appended to `<id>/log` and `<id>/log.err`, rbuild calls
 //!   [`Sandbox::detach`] and returns; init lives on as the container's monitor (in its own
 //!   session, so the terminal going away does not touch it) and writes `exitcode` when the
 //!   process ends. No second daemon is needed. `--rm` of a detached container is applied
@@ -115,7 +115,7 @@ fn stdio_mode(c: &Container) -> Stdio {
 
 /// Run a container in the foreground; returns its exit code.
 ///
-/// Without `-i`/`-t`, stdout and stderr are copied to rbuild's and to the log. With `-i`
+/// Without `-i`/`-t`, stdout and stderr are copied to rbuild's and to the logs (`log`, `log.err`). With `-i`
 /// (no `-t`), the container shares rbuild's stdio (the log stays empty). With `-t`, a pty:
 /// the host terminal is put in raw mode while it runs (with `-i`) and restored after.
 pub fn run_attached(cs: &Containers, c: &mut Container, init_exe: &Path) -> Result<i32, ContainerError> {
