@@ -10,7 +10,7 @@ fn main() -> ExitCode {
             {
                 eprintln!("error: {}", rbuild::cli::render_error(&err));
             }
-            ExitCode::from(1)
+            ExitCode::from(rbuild::cli::exit_code(&err))
         }
     }
 }

@@ -93,37 +93,67 @@ pub fn run(g: &Globals, a: RunArgs) -> anyhow::Result<u8> {
         let code = start::monitor_main(&containers, id, &exe)?;
         return Ok(u8::try_from(code).unwrap_or(255));
     }
+    // Docker refuses at once (exit 1): a pty fed from a pipe never sees end of input
+    if a.tty && a.interactive && !a.detach && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        anyhow::bail!("the input device is not a TTY: drop -t (keep -i) to pipe input into the container");
+    }
+    match run_container(&root, &a) {
+        Ok(code) => Ok(code),
+        // Docker's exit codes: 127 (not found) and 126 (not executable) for the command,
+        // 125 for every error of `run` itself (unknown image, no command, bad -v, ...)
+        Err(e) => {
+            let code = e.downcast_ref::<crate::container::ContainerError>().and_then(|c| c.exit_code()).unwrap_or(125);
+            Err(super::CodedError::wrap(e, u8::try_from(code).unwrap_or(125)))
+        }
+    }
+}
+
+fn run_container(root: &std::path::Path, a: &RunArgs) -> anyhow::Result<u8> {
     let opts = a.options();
-    let store = crate::store::Store::open(&root)?;
-    let containers = open(&root)?;
+    let store = crate::store::Store::open(root)?;
+    let containers = open(root)?;
     let exe = std::env::current_exe().context("cannot find the rbuild executable to start the sandbox")?;
     let host_env = |k: &str| std::env::var(k).ok();
     let mut c = crate::container::create::create(&store, &containers, &opts, &host_env)?;
-    let started = if opts.detach && (opts.tty || opts.interactive) {
-        start::run_detached_with_monitor(&root, &c, &exe).map(|()| 0)
+    let code = if opts.detach && (opts.tty || opts.interactive) {
+        start::run_detached_with_monitor(root, &c, &exe).map(|()| 0)?
     } else if opts.detach {
-        start::run_detached(&containers, &mut c, &exe).map(|()| 0)
+        start::run_detached(&containers, &mut c, &exe).map(|()| 0)?
     } else {
-        start::run_attached(&containers, &mut c, &exe)
+        start::run_attached(&containers, &mut c, &exe)?
     };
-    match started {
-        Ok(code) => {
-            if opts.detach {
-                writeln!(std::io::stdout(), "{}", c.config.id)?;
-            }
-            Ok(u8::try_from(code).unwrap_or(255))
-        }
-        // Docker's exit codes for a process that could not start (127 not found, 126 not
-        // executable, 125 other): print the error here, since main always exits 1
-        Err(e) => match e.exit_code() {
-            Some(code) => {
-                let e = anyhow::Error::from(e);
-                writeln!(std::io::stderr(), "error: {}", super::render_error(&e))?;
-                Ok(u8::try_from(code).unwrap_or(125))
-            }
-            None => Err(e.into()),
-        },
+    if opts.detach {
+        writeln!(std::io::stdout(), "{}", c.config.id)?;
     }
+    Ok(u8::try_from(code).unwrap_or(255))
+}
+
+/// Docker's `rmi` rule: the last name of an image that a container (running or not) was
+/// created from is not removed without `-f` (the image would be left dangling under it).
+pub(super) fn refuse_untag_in_use(store: &crate::store::Store, name: &str) -> anyhow::Result<()> {
+    let Ok(r) = crate::store::Reference::parse(name) else { return Ok(()) };
+    if r.digest().is_some() {
+        return Ok(());
+    }
+    // no containers dir: no container (and rmi does not create one)
+    if !store.root().join("containers").is_dir() {
+        return Ok(());
+    }
+    let Ok(img) = store.resolve(name) else { return Ok(()) };
+    let refs: usize = store.list_images()?.iter().filter(|i| i.id == img.id).map(|i| i.tags.len()).sum();
+    if refs > 1 || !img.tags.contains(&r) {
+        return Ok(());
+    }
+    let id = img.id.to_string();
+    let Some(c) = open(store.root())?.list()?.into_iter().find(|c| c.config.image_id == id) else {
+        return Ok(());
+    };
+    anyhow::bail!(
+        "conflict: unable to remove repository reference {name:?} (must force) - container {} is using its referenced image {} (remove the container first: rbuild rm {}, or use rmi -f)",
+        c.short_id(),
+        img.id.short(),
+        c.config.name
+    )
 }
 
 /// The containers dir, with finished `--rm` containers cleaned up.
@@ -233,7 +263,8 @@ pub fn logs(g: &Globals, a: LogsArgs) -> anyhow::Result<u8> {
     let containers = open(&g.root_dir())?;
     let c = containers.find(&a.container)?;
     let mut out = std::io::stdout().lock();
-    ops::logs(&c, a.follow, &mut out)?;
+    let mut err = std::io::stderr().lock();
+    ops::logs(&c, a.follow, &mut out, &mut err)?;
     Ok(0)
 }
 

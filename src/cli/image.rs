@@ -596,6 +596,9 @@ pub fn rmi(g: &Globals, a: RmiArgs) -> anyhow::Result<u8> {
 }
 
 fn rmi_one(store: &Store, name: &str, force: bool) -> anyhow::Result<Vec<String>> {
+    if !force {
+        super::container::refuse_untag_in_use(store, name)?;
+    }
     if let Ok(r) = Reference::parse(name) {
         if r.digest().is_none() {
             if let Ok(desc) = store.untag(&r) {

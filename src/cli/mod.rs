@@ -118,7 +118,16 @@ fn with_default_subcommand(mut argv: Vec<OsString>) -> Vec<OsString> {
 
 /// Run the command line; returns the process exit code.
 pub fn run(argv: Vec<OsString>) -> anyhow::Result<u8> {
-    let cli = Cli::parse_from(with_default_subcommand(argv));
+    let argv = with_default_subcommand(argv);
+    let cli = match Cli::try_parse_from(&argv) {
+        Ok(cli) => cli,
+        // Docker: bad flags of `run` exit 125, like its other setup errors
+        Err(e) if e.use_stderr() && subcommand(&argv) == Some("run") => {
+            let _ = e.print();
+            return Ok(125);
+        }
+        Err(e) => e.exit(),
+    };
     let g = &cli.globals;
     match cli.command {
         Command::Build(a) => build::run(g, a),
@@ -139,6 +148,50 @@ pub fn run(argv: Vec<OsString>) -> anyhow::Result<u8> {
         Command::Logs(a) => container::logs(g, a),
         Command::SandboxInit => Ok(crate::sandbox::init_main()),
     }
+}
+
+/// The subcommand word of `argv` (after the global options), if any.
+fn subcommand(argv: &[OsString]) -> Option<&str> {
+    let mut i = 1;
+    while i < argv.len() {
+        let a = argv[i].to_str()?;
+        if a == "--root" {
+            i += 2;
+        } else if a.starts_with("--root=") {
+            i += 1;
+        } else {
+            return Some(a);
+        }
+    }
+    None
+}
+
+/// An error that ends rbuild with `code` instead of 1 (e.g. `run`'s Docker codes 125,
+/// 126, 127). Displays as the wrapped error's one-line chain.
+#[derive(Debug)]
+pub struct CodedError {
+    code: u8,
+    message: String,
+}
+
+impl CodedError {
+    /// Wrap `err` so that rbuild exits with `code`.
+    pub fn wrap(err: anyhow::Error, code: u8) -> anyhow::Error {
+        anyhow::Error::new(CodedError { code, message: render_error(&err) })
+    }
+}
+
+impl std::fmt::Display for CodedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CodedError {}
+
+/// The exit code for an error returned by [`run`]: a [`CodedError`]'s, else 1.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    err.downcast_ref::<CodedError>().map_or(1, |e| e.code)
 }
 
 /// The error chain on one line: `outer: inner: root cause`. A Dockerfile parse error

@@ -83,6 +83,12 @@ pub fn create(
         .iter()
         .map(|v| {
             let mut vol: Volume = command::parse_volume(v)?;
+            // Docker creates a missing host path as a directory
+            if std::fs::symlink_metadata(&vol.host).is_err() {
+                std::fs::create_dir_all(&vol.host).map_err(|e| {
+                    ContainerError::InvalidVolume(v.clone(), format!("creating host directory {}: {e}", vol.host.display()))
+                })?;
+            }
             vol.host = std::fs::canonicalize(&vol.host).map_err(|e| {
                 ContainerError::InvalidVolume(v.clone(), format!("host path {}: {e}", vol.host.display()))
             })?;
@@ -133,13 +139,17 @@ pub fn create(
 
     let id = new_id()?;
     let hostname = opts.hostname.clone().unwrap_or_else(|| short_id(&id).to_string());
-    let env = command::merge_env(
+    let mut env = command::merge_env(
         defaults.env.as_deref().unwrap_or_default(),
         &user_env,
         host_env,
         &hostname,
         &home,
     )?;
+    // Docker: `-t` sets TERM=xterm unless the image or the user set TERM
+    if opts.tty && !env.iter().any(|(k, _)| k == "TERM") {
+        env.push(("TERM".into(), "xterm".into()));
+    }
 
     let _lock = containers.lock()?;
     let all = containers.list()?;

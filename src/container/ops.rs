@@ -95,29 +95,44 @@ pub fn remove(cs: &Containers, c: &mut Container, force: bool) -> Result<(), Con
     cs.remove(c)
 }
 
-/// Copy the container's log to `out`; with `follow`, keep copying until the container
-/// is no longer running.
-pub fn logs(c: &Container, follow: bool, out: &mut dyn Write) -> Result<(), ContainerError> {
+/// Copy the container's stdout log to `out` and its stderr log to `err` (as Docker keeps
+/// the streams apart); with `follow`, keep copying until the container is no longer
+/// running. Each stream keeps its order; between the streams, order is by read.
+pub fn logs(c: &Container, follow: bool, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), ContainerError> {
     let path = c.log_path();
     let mut f = std::fs::File::open(&path).map_err(|e| ContainerError::io(&path, e))?;
+    let err_path = c.err_log_path();
+    // containers of older versions have no stderr log: everything is in `log`
+    let mut fe = match std::fs::File::open(&err_path) {
+        Ok(f) => Some(f),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(ContainerError::io(&err_path, e)),
+    };
     let mut buf = vec![0u8; 64 << 10];
     loop {
-        let n = f.read(&mut buf).map_err(|e| ContainerError::io(&path, e))?;
-        if n > 0 {
-            out.write_all(&buf[..n]).map_err(|e| ContainerError::io("stdout", e))?;
-            continue;
+        let running = follow && c.is_running();
+        pump(&mut f, &path, out, "stdout", &mut buf)?;
+        if let Some(fe) = fe.as_mut() {
+            pump(fe, &err_path, err, "stderr", &mut buf)?;
         }
-        out.flush().map_err(|e| ContainerError::io("stdout", e))?;
-        if !follow || !c.is_running() {
-            // one last read: output written between the EOF and the check
-            let mut rest = Vec::new();
-            f.read_to_end(&mut rest).map_err(|e| ContainerError::io(&path, e))?;
-            out.write_all(&rest).map_err(|e| ContainerError::io("stdout", e))?;
-            out.flush().map_err(|e| ContainerError::io("stdout", e))?;
+        // the last round read everything written before the process was seen gone
+        if !running {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Copy what `from` has now to `to`.
+fn pump(from: &mut std::fs::File, from_path: &std::path::Path, to: &mut dyn Write, to_name: &str, buf: &mut [u8]) -> Result<(), ContainerError> {
+    loop {
+        let n = from.read(buf).map_err(|e| ContainerError::io(from_path, e))?;
+        if n == 0 {
+            break;
+        }
+        to.write_all(&buf[..n]).map_err(|e| ContainerError::io(to_name, e))?;
+    }
+    to.flush().map_err(|e| ContainerError::io(to_name, e))
 }
 
 /// Record that the container's process `pid` runs, waited for by `monitor` (the sandbox's

@@ -10,7 +10,7 @@
 //!   signals it receives (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2) to the
 //!   container's process, waits, records the exit in `status`, and with `--rm` removes the
 //!   state. If rbuild itself dies, init kills the container (the socket to rbuild closes).
-//! - Detached (`-d`): stdout and stderr are appended to `<id>/log`, rbuild calls
+//! - Detached (`-d`): stdout and stderr are appended to `<id>/log` and `<id>/log.err`, rbuild calls
 //!   [`Sandbox::detach`] and returns; init lives on as the container's monitor (in its own
 //!   session, so the terminal going away does not touch it) and writes `exitcode` when the
 //!   process ends. No second daemon is needed. `--rm` of a detached container is applied
@@ -91,7 +91,7 @@ fn start(cs: &Containers, c: &mut Container, spec: &Spec, init_exe: &Path) -> Re
 
 /// Start a detached container; returns once its process runs. Output goes to its log.
 pub fn run_detached(cs: &Containers, c: &mut Container, init_exe: &Path) -> Result<(), ContainerError> {
-    let spec = spec_for(c, Stdio::File(c.log_path()));
+    let spec = spec_for(c, Stdio::Files { stdout: c.log_path(), stderr: c.err_log_path() });
     let sb = start(cs, c, &spec, init_exe)?;
     match sb.detach() {
         Ok(_) => Ok(()),
@@ -115,7 +115,7 @@ fn stdio_mode(c: &Container) -> Stdio {
 
 /// Run a container in the foreground; returns its exit code.
 ///
-/// Without `-i`/`-t`, stdout and stderr are copied to rbuild's and to the log. With `-i`
+/// Without `-i`/`-t`, stdout and stderr are copied to rbuild's and to the logs (`log`, `log.err`). With `-i`
 /// (no `-t`), the container shares rbuild's stdio (the log stays empty). With `-t`, a pty:
 /// the host terminal is put in raw mode while it runs (with `-i`) and restored after.
 pub fn run_attached(cs: &Containers, c: &mut Container, init_exe: &Path) -> Result<i32, ContainerError> {
@@ -138,12 +138,16 @@ pub fn run_attached(cs: &Containers, c: &mut Container, init_exe: &Path) -> Resu
     };
     // before any thread starts, so every thread inherits the blocked signal mask
     super::signals::forward_to(sb.container_pid() as i32, on_winch);
-    let log = Arc::new(Mutex::new(
+    let open_log = |p: std::path::PathBuf| {
         std::fs::OpenOptions::new()
+            .create(true)
             .append(true)
-            .open(c.log_path())
-            .map_err(|e| ContainerError::io(c.log_path(), e))?,
-    ));
+            .open(&p)
+            .map(|f| Arc::new(Mutex::new(f)))
+            .map_err(|e| ContainerError::io(&p, e))
+    };
+    let log = open_log(c.log_path())?;
+    let err_log = open_log(c.err_log_path())?;
     let mut pumps = Vec::new();
     let mut _raw = None;
     if let Some(master) = master {
@@ -163,7 +167,7 @@ pub fn run_attached(cs: &Containers, c: &mut Container, init_exe: &Path) -> Resu
         pumps.push(tee(out, Output::Stdout, log.clone()));
     }
     if let Some(err) = sb.take_stderr() {
-        pumps.push(tee(err, Output::Stderr, log.clone()));
+        pumps.push(tee(err, Output::Stderr, err_log.clone()));
     }
     let code = sb.wait().map_err(|e| ContainerError::Start(c.config.image.clone(), e))?;
     for p in pumps {
@@ -250,9 +254,10 @@ struct MonitorReport {
 /// records the exit (and applies `--rm`). Returns once the process runs.
 pub fn run_detached_with_monitor(root: &Path, c: &Container, exe: &Path) -> Result<(), ContainerError> {
     let log = std::fs::OpenOptions::new()
+        .create(true)
         .append(true)
-        .open(c.log_path())
-        .map_err(|e| ContainerError::io(c.log_path(), e))?;
+        .open(c.err_log_path())
+        .map_err(|e| ContainerError::io(c.err_log_path(), e))?;
     let mut child = std::process::Command::new(exe)
         .arg("--root")
         .arg(root)
@@ -272,7 +277,7 @@ pub fn run_detached_with_monitor(root: &Path, c: &Container, exe: &Path) -> Resu
         Err(_) => {
             let _ = child.kill();
             let _ = child.wait();
-            let msg = format!("the container monitor ended without a report (see {})", c.log_path().display());
+            let msg = format!("the container monitor ended without a report (see {})", c.err_log_path().display());
             if let Ok(cs) = Containers::open(root) {
                 let _lock = cs.lock();
                 let _ = cs.remove(c);
@@ -300,9 +305,15 @@ pub fn monitor_main(cs: &Containers, id: &str, init_exe: &Path) -> Result<i32, C
     let redirect = |from: i32, to: i32| {
         nix::unistd::dup2(from, to).map(|_| ()).map_err(|e| ContainerError::io("dup2", e.into()))
     };
+    let err_log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(c.err_log_path())
+        .map_err(|e| ContainerError::io(c.err_log_path(), e))?;
     redirect(stdin_r.as_raw_fd(), 0)?;
     redirect(log.as_raw_fd(), 1)?;
-    redirect(log.as_raw_fd(), 2)?;
+    redirect(err_log.as_raw_fd(), 2)?;
+    drop(err_log);
     drop(stdin_r);
 
     let stdio = if c.config.tty { Stdio::Pty } else { Stdio::Inherit };

@@ -9,7 +9,7 @@
 //!     status           ContainerStatus (JSON): created → running → exited, replaced atomically
 //!     pid              the container process's host PID (text), while it runs
 //!     exitcode         the exit code, written by the sandbox's init when the process ends
-//!     log              stdout+stderr of a detached container
+//!     log, log.err     the container's stdout and stderr (`logs` prints them apart)
 //!     upper/ work/     the overlay's upper and work dirs: the container's own writes
 //! ```
 //!
@@ -195,6 +195,20 @@ impl Container {
         fs::read_to_string(self.exit_file()).ok()?.trim().parse().ok()
     }
 
+    /// Whether the container has exited and nobody will write to its state any more: the
+    /// exit is recorded, or the process is gone and so is its monitor (killed too). A
+    /// process just gone whose monitor is still recording is not final yet.
+    pub fn exit_is_final(&self) -> bool {
+        match self.observe() {
+            Observed::Exited { code: Some(_), .. } => true,
+            Observed::Exited { code: None, .. } => self
+                .status
+                .monitor_pid
+                .is_none_or(|m| super::procfs::start_time(m).is_none()),
+            _ => false,
+        }
+    }
+
     /// Whether the process is running now.
     pub fn is_running(&self) -> bool {
         matches!(self.observe(), Observed::Running { .. })
@@ -215,9 +229,15 @@ impl Container {
         self.dir.join("work")
     }
 
-    /// The log file.
+    /// The log of the container's stdout (and of its pty, with `-t`).
     pub fn log_path(&self) -> PathBuf {
         self.dir.join("log")
+    }
+
+    /// The log of the container's stderr (missing for containers of older rbuild
+    /// versions, which logged both streams to [`Container::log_path`]).
+    pub fn err_log_path(&self) -> PathBuf {
+        self.dir.join("log.err")
     }
 
     /// Creation time.
@@ -351,7 +371,7 @@ impl Containers {
         let doomed: Vec<Container> = self
             .list()?
             .into_iter()
-            .filter(|c| c.config.auto_remove && matches!(c.observe(), Observed::Exited { .. }))
+            .filter(|c| c.config.auto_remove && c.exit_is_final())
             .collect();
         if doomed.is_empty() {
             return Ok(());
@@ -391,8 +411,10 @@ impl Containers {
                 let p = tmp.join(d);
                 fs::create_dir(&p).map_err(|e| ContainerError::io(&p, e))?;
             }
-            let log = tmp.join("log");
-            fs::File::create(&log).map_err(|e| ContainerError::io(&log, e))?;
+            for name in ["log", "log.err"] {
+                let log = tmp.join(name);
+                fs::File::create(&log).map_err(|e| ContainerError::io(&log, e))?;
+            }
             let json = serde_json::to_vec_pretty(&config)
                 .map_err(|e| ContainerError::Json { path: tmp.join("config.json"), source: e })?;
             write_atomic(&tmp.join("config.json"), &json)?;

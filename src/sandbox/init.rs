@@ -588,6 +588,57 @@ fn overlay_escape(p: &Path) -> Result<String, ChildReport> {
     Ok(out)
 }
 
+/// Resolve `rel` (relative, no `..` from the caller) inside `root` as the container would
+/// see it: symlinks are followed with `root` as `/`, `..` never goes above `root`. Returns
+/// the resolved path relative to `root`; its existing components are real directories (or
+/// the final file), missing components are kept as they are.
+fn resolve_in_root(root: &Path, rel: &Path) -> Result<PathBuf, String> {
+    use std::ffi::OsString;
+    let mut todo: Vec<OsString> = rel
+        .components()
+        .rev()
+        .map(|c| c.as_os_str().to_os_string())
+        .collect();
+    let mut cur = PathBuf::new();
+    let mut links = 0;
+    while let Some(c) = todo.pop() {
+        if c == "." || c == "/" || c.is_empty() {
+            continue;
+        }
+        if c == ".." {
+            cur.pop();
+            continue;
+        }
+        let next = cur.join(&c);
+        match std::fs::symlink_metadata(root.join(&next)) {
+            Ok(md) if md.file_type().is_symlink() => {
+                links += 1;
+                if links > 40 {
+                    return Err(format!(
+                        "mount target /{}: too many levels of symbolic links",
+                        rel.display()
+                    ));
+                }
+                let target = std::fs::read_link(root.join(&next))
+                    .map_err(|e| format!("{}: {e}", next.display()))?;
+                if target.is_absolute() {
+                    cur = PathBuf::new();
+                }
+                todo.extend(
+                    target
+                        .components()
+                        .rev()
+                        .map(|c| c.as_os_str().to_os_string()),
+                );
+            }
+            Ok(_) => cur = next,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => cur = next,
+            Err(e) => return Err(format!("{}: {e}", next.display())),
+        }
+    }
+    Ok(cur)
+}
+
 /// Is any component of `rel` below `root` a symlink (or missing)? Mount targets must be
 /// real paths inside the root: the kernel would follow an image's symlink out of it.
 fn target_ok(root: &Path, rel: &Path) -> Result<bool, String> {
@@ -825,7 +876,17 @@ fn payload(
     setup_etc(&root, scratch, req)?;
 
     for m in &req.mounts {
-        let r = rel(&m.dst);
+        // An image's symlink on the way (/var/run -> /run) is followed inside the root, as
+        // Docker does; `..` and absolute targets are clamped to the root, never leaving it.
+        let r = resolve_in_root(&root, &rel(&m.dst)).map_err(ChildReport::Setup)?;
+        // In an overlay root a target missing after the symlinks is created (in the
+        // container's upper dir, as Docker creates mountpoints in its rw layer).
+        if matches!(req.rootfs, Rootfs::Overlay { .. }) && r != rel(&m.dst) {
+            let dir = std::fs::metadata(&m.src).map(|md| md.is_dir()).unwrap_or(true);
+            let mut missing = Vec::new();
+            missing_components(&root, &Mountpoint { rel: r.clone(), dir }, &mut missing);
+            create_stubs(&root, &missing).map_err(ChildReport::Setup)?;
+        }
         // Below /dev (our tmpfs, e.g. BuildKit's /dev/pipes for heredocs) a missing target
         // is created here; it leaves no trace anywhere.
         if r.starts_with("dev") && r != Path::new("dev") {
@@ -991,6 +1052,7 @@ fn setup_etc(root: &Path, scratch: &Path, req: &InitRequest) -> Result<(), Child
             b"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_vec()
         }
     };
+    let hosts = with_hostname(hosts, &req.hostname);
     let resolv = std::fs::read("/etc/resolv.conf").unwrap_or_default();
     for (name, content) in [("hosts", hosts), ("resolv.conf", resolv)] {
         let r = Path::new("etc").join(name);
@@ -1007,6 +1069,24 @@ fn setup_etc(root: &Path, scratch: &Path, req: &InitRequest) -> Result<(), Child
         bind(&copy, &target, false)?;
     }
     Ok(())
+}
+
+/// `hosts` plus a `127.0.1.1 <hostname>` line (as Docker adds the container's hostname),
+/// unless a line already names the host.
+fn with_hostname(mut hosts: Vec<u8>, hostname: &str) -> Vec<u8> {
+    let text = String::from_utf8_lossy(&hosts);
+    let known = text.lines().any(|l| {
+        let l = l.split('#').next().unwrap_or("");
+        l.split_whitespace().skip(1).any(|n| n == hostname)
+    });
+    if known {
+        return hosts;
+    }
+    if !hosts.is_empty() && !hosts.ends_with(b"\n") {
+        hosts.push(b'\n');
+    }
+    hosts.extend_from_slice(format!("127.0.1.1\t{hostname}\n").as_bytes());
+    hosts
 }
 
 /// pivot_root into `root` (pivot_root(".", ".") then detach the old root, no put_old dir
@@ -1128,6 +1208,22 @@ mod tests {
             o,
             "lowerdir=/l1:/l2,upperdir=/u,workdir=/w,redirect_dir=off,metacopy=off,index=off"
         );
+    }
+
+    #[test]
+    fn symlinks_resolve_inside_the_root() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        std::fs::create_dir_all(root.join("run")).unwrap();
+        std::fs::create_dir_all(root.join("var")).unwrap();
+        std::os::unix::fs::symlink("/run", root.join("var/run")).unwrap();
+        std::os::unix::fs::symlink("../../../../../etc", root.join("esc")).unwrap();
+        std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
+        assert_eq!(resolve_in_root(root, Path::new("var/run")).unwrap(), Path::new("run"));
+        assert_eq!(resolve_in_root(root, Path::new("var/run/x")).unwrap(), Path::new("run/x"));
+        assert_eq!(resolve_in_root(root, Path::new("esc/y")).unwrap(), Path::new("etc/y"));
+        assert_eq!(resolve_in_root(root, Path::new("plain/z")).unwrap(), Path::new("plain/z"));
+        assert!(resolve_in_root(root, Path::new("loop")).is_err());
     }
 
     #[test]

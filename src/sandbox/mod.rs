@@ -67,9 +67,10 @@
 //!   Ctrl-C reaches only rbuild: forward it with [`Sandbox::kill`] (or signal
 //!   [`Sandbox::container_pid`]). A PID 1 gets only the signals it has handlers for,
 //!   except SIGKILL (kernel rule), so `kill -9 $$` inside does nothing, as in Docker.
-//! - Temporary state: init makes an empty `.rbuild-sandbox-XXXXXX` directory in rbuild's
-//!   `std::env::temp_dir()` (the private tmpfs is mounted on it inside the sandbox only) and
-//!   removes it at the end.
+//! - Temporary state: init makes an empty `.rbuild-sandbox-XXXXXX` directory in the
+//!   directory of [`Spec::status_file`] if set (a container's state dir, removed with the
+//!   container even when init was SIGKILLed), else in rbuild's `std::env::temp_dir()` (the
+//!   private tmpfs is mounted on it inside the sandbox only) and removes it at the end.
 //! - [`Stdio::Pty`] allocates the pty in the sandbox's own devpts (`tty` prints
 //!   `/dev/pts/0`, owned by the user, as with runc); the master comes back to rbuild over
 //!   the socketpair (SCM_RIGHTS).
@@ -151,6 +152,14 @@ pub enum Stdio {
     /// stdin is /dev/null; stdout and stderr are appended to this file (created 0640 if
     /// missing). Meant for detached containers.
     File(PathBuf),
+    /// stdin is /dev/null; stdout and stderr are appended to these two files (each
+    /// created 0640 if missing). For detached containers whose logs keep the streams apart.
+    Files {
+        /// Receives stdout.
+        stdout: PathBuf,
+        /// Receives stderr.
+        stderr: PathBuf,
+    },
     /// stdin, stdout and stderr are /dev/null.
     Null,
 }
@@ -178,7 +187,8 @@ pub struct Spec {
     /// Standard streams.
     pub stdio: Stdio,
     /// When set, init writes the payload's exit status here (decimal, newline; atomically)
-    /// when it ends, even after [`Sandbox::detach`]. For `rbuild run -d` state.
+    /// when it ends, even after [`Sandbox::detach`]. For `rbuild run -d` state. Its
+    /// directory also holds init's scratch dir while the sandbox runs.
     pub status_file: Option<PathBuf>,
     /// Keep every capability of root. Off (Docker's default): the process gets Docker's
     /// default capability set, so it cannot mount, load modules, change the clock, ...
@@ -339,6 +349,17 @@ fn validate(spec: &Spec) -> Result<(), SandboxError> {
     Ok(())
 }
 
+/// Open a log file for appending (created 0640 if missing).
+fn open_log(path: &Path) -> Result<File, SandboxError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
+        .map_err(|e| SandboxError::Setup(format!("cannot open log file {}: {e}", path.display())))
+}
+
 /// Start `spec.argv` in a new sandbox; returns once the command has been exec'd.
 ///
 /// `init_exe` is the rbuild binary (`std::env::current_exe()`; tests use
@@ -387,17 +408,14 @@ pub fn spawn(spec: &Spec, init_exe: &Path) -> Result<Sandbox, SandboxError> {
                 .stderr(std::process::Stdio::null());
         }
         Stdio::File(path) => {
-            use std::os::unix::fs::OpenOptionsExt;
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o640)
-                .open(path)
-                .map_err(|e| {
-                    SandboxError::Setup(format!("cannot open log file {}: {e}", path.display()))
-                })?;
+            let f = open_log(path)?;
             let f2 = f.try_clone()?;
             cmd.stdin(std::process::Stdio::null()).stdout(f).stderr(f2);
+        }
+        Stdio::Files { stdout, stderr } => {
+            cmd.stdin(std::process::Stdio::null())
+                .stdout(open_log(stdout)?)
+                .stderr(open_log(stderr)?);
         }
         Stdio::Null => {
             cmd.stdin(std::process::Stdio::null())
@@ -443,7 +461,14 @@ pub fn spawn(spec: &Spec, init_exe: &Path) -> Result<Sandbox, SandboxError> {
         status_file: spec.status_file.as_deref().map(abs),
         privileged: spec.privileged,
         set_home: spec.set_home,
-        scratch_parent: abs(&std::env::temp_dir()),
+        // next to the status file (a container's state dir) when there is one: a SIGKILLed
+        // init cannot remove it, and the container's removal then takes it along
+        scratch_parent: spec
+            .status_file
+            .as_deref()
+            .and_then(Path::parent)
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| abs(&std::env::temp_dir()), abs),
     };
     let reply = send(&ours, &ToInit::Start(Box::new(req))).and_then(|()| recv_line(&ours));
     let mut pty_master = None;
