@@ -296,7 +296,8 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
                     placer.copy_dir_contents(m, &dest_abs).map_err(io)?;
                 }
                 EntryKind::File | EntryKind::Symlink => {
-                    let name = m.root.rsplit('/').next().unwrap_or(&m.root);
+                    // Named after the source as written, not a symlink's target (BuildKit).
+                    let name = if m.name.is_empty() { m.root.rsplit('/').next().unwrap_or(&m.root) } else { &m.name };
                     let host_src = idx.root().join(&m.root);
                     if req_ref.op == "add" && m.kind == EntryKind::File {
                         if let Some(want) = &req_ref.checksum {
