@@ -78,6 +78,9 @@ pub enum ContextError {
         /// The symlink (relative to the context root) whose target leaves the context.
         link: String,
     },
+    /// Hashing was stopped (the build was cancelled).
+    #[error("interrupted")]
+    Interrupted,
     /// A symlink chain that does not end.
     #[error("{path}: too many levels of symbolic links")]
     SymlinkLoop {
@@ -464,6 +467,17 @@ impl ContextIndex {
         matches: &[SourceMatch],
         cache: &StatCache,
     ) -> Result<SelectionDigest, ContextError> {
+        self.digest_selection_until(matches, cache, &|| false)
+    }
+
+    /// [`ContextIndex::digest_selection`] that gives up with [`ContextError::Interrupted`]
+    /// as soon as `stop()` says so (checked before each file and while reading it).
+    pub fn digest_selection_until(
+        &self,
+        matches: &[SourceMatch],
+        cache: &StatCache,
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> Result<SelectionDigest, ContextError> {
         let mut files: Vec<&Entry> = matches
             .iter()
             .flat_map(|m| m.entries.iter())
@@ -478,8 +492,11 @@ impl ContextIndex {
                 if let Some(h) = cache.lookup(&e.rel, &e.stat) {
                     return Ok((e.rel.clone(), h, 0));
                 }
+                if stop() {
+                    return Err(ContextError::Interrupted);
+                }
                 let path = self.root.join(&e.rel);
-                let h = hash_file(&path)?;
+                let h = hash_file_until(&path, stop)?;
                 if e.stat.mtime_ns.max(e.stat.ctime_ns) + RACY_WINDOW_NS < self.scanned_ns {
                     cache.record(&e.rel, e.stat, h);
                 }
@@ -539,10 +556,22 @@ fn put(h: &mut Sha256, b: &[u8]) {
 
 /// SHA-256 of a file's content, streamed.
 pub fn hash_file(path: &Path) -> Result<[u8; 32], ContextError> {
+    hash_file_until(path, &|| false)
+}
+
+/// [`hash_file`], checking `stop()` every 4 MiB.
+fn hash_file_until(path: &Path, stop: &(dyn Fn() -> bool + Sync)) -> Result<[u8; 32], ContextError> {
     let mut f = File::open(path).map_err(|e| io_err(path, e))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
+    let mut since_check = 0usize;
     loop {
+        if since_check >= 4 << 20 {
+            if stop() {
+                return Err(ContextError::Interrupted);
+            }
+            since_check = 0;
+        }
         let n = match f.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
@@ -550,6 +579,7 @@ pub fn hash_file(path: &Path) -> Result<[u8; 32], ContextError> {
             Err(e) => return Err(io_err(path, e)),
         };
         h.update(&buf[..n]);
+        since_check += n;
     }
     Ok(h.finalize().into())
 }
