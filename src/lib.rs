@@ -24,8 +24,16 @@
 //! <root>/cache/            cache key → { layer descriptor, diff id, config change }
 //! <root>/snapshots/<id>/   unpacked trees of layers, reused as overlay lower dirs
 //! <root>/containers/<id>/  state of `rbuild run` containers
-//! <root>/tmp/
+//! <root>/context-cache/<hash>.json   per-context stat cache (path, size, mtime, inode, ctime → digest)
+//! <root>/cache-mounts/<hash>/         contents of `RUN --mount=type=cache`
+//! <root>/tmp/              staging of loads and builds (removed when they end)
+//! <root>/index.lock        held while index.json is rewritten (tags never get lost)
+//! <root>/gc.lock           builds hold it shared, `prune` exclusive
 //! ```
+//!
+//! A `--cache-to type=local` directory is an OCI layout too: one `rbuild-cache` artifact whose
+//! config is the cache index (key → layer record) and whose layers are the blobs it names
+//! (see `src/store/cache_dir.rs`).
 
 pub mod build;
 pub mod cli;

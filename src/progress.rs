@@ -14,18 +14,28 @@
 //! #4 [3/5] RUN ./install.sh
 //! #4 installing flask
 //! #4 DONE 1.2s
+//! #5 [4/5] COPY . .
+//! #5 MISS because: file app.py changed (content)
 //! #7 ERROR: process "/bin/sh -c false" did not complete successfully: exit code: 1
 //! WARNING: overlayfs unavailable, using a copy of the rootfs
 //! Successfully built sha256:ab12... in 2.31s (5 steps, 3 cached); tagged app:1
 //! ```
 //!
-//! Tests parse these lines: `#N [` starts a step, `#N CACHED` marks it cached.
+//! Tests parse these lines: `#N [` starts a step, `#N CACHED` marks it cached,
+//! `#N MISS because: ` gives one reason it was not (`--explain`).
+//!
+//! A sink can also record every event with the time it was sent
+//! ([`ProgressSink::recording`]): the `--timings` and `--metadata-file` reports are made
+//! from that record, so what they show is exactly what the progress display showed.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{IsTerminal, Write};
 use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
 
 /// Which output stream a RUN line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +86,21 @@ pub enum BuildEvent {
         /// One-line reason.
         error: String,
     },
+    /// Why step `id` was not a cache hit (`--explain`): one reason per entry, in the order
+    /// of the key's inputs. Sent before the step runs.
+    StepExplain {
+        /// Step id.
+        id: u32,
+        /// Readable reasons (`file app.py changed (content)`).
+        reasons: Vec<String>,
+    },
+    /// What a finished step is and produced, for reports; renderers show nothing.
+    StepFacts {
+        /// Step id.
+        id: u32,
+        /// The facts.
+        facts: StepFacts,
+    },
     /// Something the user should know that does not stop the build.
     Warning {
         /// One line.
@@ -94,6 +119,47 @@ pub enum BuildEvent {
         /// Of which cache hits.
         cached: usize,
     },
+}
+
+/// What a step is and produced (sent once per step of a stage, after it finished or hit).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepFacts {
+    /// The stage's display name (`builder`, or `stage-N` when unnamed).
+    pub stage: String,
+    /// The step is a stage's FROM.
+    pub base: bool,
+    /// The step's cache key (`sha256:...`), when it has one.
+    pub cache_key: Option<String>,
+    /// Bytes of context files read to compute the key (0 when the stat cache knew them all).
+    pub bytes_hashed: u64,
+    /// The layer the step produced or reused, if it has one.
+    pub layer_digest: Option<String>,
+    /// Its compressed (blob) size.
+    pub layer_size: Option<u64>,
+    /// Its uncompressed (tar) size, when recorded.
+    pub layer_uncompressed_size: Option<u64>,
+}
+
+/// An event and when it was sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimedEvent {
+    /// When [`ProgressSink::send`] was called.
+    pub at: Instant,
+    /// The event.
+    pub event: BuildEvent,
+}
+
+/// The events a recording sink saw (RUN output lines left out), in send order.
+#[derive(Debug, Clone, Default)]
+pub struct EventLog {
+    events: Arc<Mutex<Vec<TimedEvent>>>,
+}
+
+impl EventLog {
+    /// Everything recorded so far.
+    pub fn events(&self) -> Vec<TimedEvent> {
+        self.events.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// How to show progress.
@@ -127,22 +193,36 @@ impl std::str::FromStr for ProgressMode {
 #[derive(Debug, Clone, Default)]
 pub struct ProgressSink {
     tx: Option<Sender<BuildEvent>>,
+    log: Option<EventLog>,
 }
 
 impl ProgressSink {
     /// A sink that drops every event.
     pub fn null() -> Self {
-        ProgressSink { tx: None }
+        ProgressSink { tx: None, log: None }
     }
 
     /// A sink and the receiving end (for tests and other consumers).
     pub fn channel() -> (Self, Receiver<BuildEvent>) {
         let (tx, rx) = channel();
-        (ProgressSink { tx: Some(tx) }, rx)
+        (ProgressSink { tx: Some(tx), log: None }, rx)
+    }
+
+    /// This sink, now also recording each event with its time (RUN output lines excepted)
+    /// in the returned log.
+    pub fn recording(self) -> (Self, EventLog) {
+        let log = EventLog::default();
+        (ProgressSink { tx: self.tx, log: Some(log.clone()) }, log)
     }
 
     /// Send one event (never blocks; a gone renderer is ignored).
     pub fn send(&self, ev: BuildEvent) {
+        if let Some(log) = &self.log {
+            if !matches!(ev, BuildEvent::StepLog { .. }) {
+                let at = Instant::now();
+                log.events.lock().unwrap_or_else(|p| p.into_inner()).push(TimedEvent { at, event: ev.clone() });
+            }
+        }
         if let Some(tx) = &self.tx {
             let _ = tx.send(ev);
         }
@@ -209,6 +289,10 @@ pub fn plain_lines(ev: &BuildEvent) -> Vec<String> {
         BuildEvent::StepLog { id, line, .. } => vec![format!("#{id} {line}")],
         BuildEvent::StepDone { id, elapsed } => vec![format!("#{id} DONE {}", fmt_secs(*elapsed))],
         BuildEvent::StepFailed { id, error, .. } => vec![format!("#{id} ERROR: {error}")],
+        BuildEvent::StepExplain { id, reasons } => {
+            reasons.iter().map(|r| format!("#{id} MISS because: {r}")).collect()
+        }
+        BuildEvent::StepFacts { .. } => Vec::new(),
         BuildEvent::Warning { message } => vec![format!("WARNING: {message}")],
         BuildEvent::Finished { image_id, tags, elapsed, steps, cached } => {
             let mut s = format!(
@@ -304,7 +388,8 @@ fn render_tty(rx: Receiver<BuildEvent>) {
                     }
                 }
             }
-            ev @ (BuildEvent::Warning { .. } | BuildEvent::Finished { .. }) => {
+            BuildEvent::StepFacts { .. } => {}
+            ev @ (BuildEvent::Warning { .. } | BuildEvent::Finished { .. } | BuildEvent::StepExplain { .. }) => {
                 for l in plain_lines(&ev) {
                     let _ = multi.println(l);
                 }
@@ -330,6 +415,8 @@ pub struct PlainStep {
     pub done: bool,
     /// `#N ERROR:` seen.
     pub failed: bool,
+    /// The `#N MISS because: ` reasons, in order.
+    pub reasons: Vec<String>,
 }
 
 /// Parse plain progress output into steps, in start order.
@@ -347,10 +434,14 @@ pub fn parse_plain(text: &str) -> Vec<PlainStep> {
                 cached: false,
                 done: false,
                 failed: false,
+                reasons: Vec::new(),
             }),
             Some(i) if tail == "CACHED" => steps[i].cached = true,
             Some(i) if tail.starts_with("DONE ") => steps[i].done = true,
             Some(i) if tail.starts_with("ERROR:") => steps[i].failed = true,
+            Some(i) if tail.starts_with("MISS because: ") => {
+                steps[i].reasons.push(tail["MISS because: ".len()..].to_string())
+            }
             _ => {}
         }
     }
@@ -387,6 +478,8 @@ mod tests {
         .unwrap();
         sink.send(BuildEvent::StepStarted { id: 2, name: "[2/3] RUN echo hi".into() });
         sink.send(BuildEvent::StepLog { id: 2, stream: Stream::Stdout, line: "hi".into() });
+        sink.send(BuildEvent::StepExplain { id: 2, reasons: vec!["file a.py changed (content)".into(), "file b added".into()] });
+        sink.send(BuildEvent::StepFacts { id: 2, facts: StepFacts::default() });
         sink.send(BuildEvent::StepDone { id: 2, elapsed: Duration::from_millis(1234) });
         sink.send(BuildEvent::StepStarted { id: 3, name: "[3/3] RUN false".into() });
         sink.send(BuildEvent::StepFailed { id: 3, elapsed: Duration::ZERO, error: "exit code: 1".into() });
@@ -409,6 +502,25 @@ mod tests {
         assert!(steps[1].done && !steps[1].cached);
         assert!(steps[2].failed);
         assert_eq!(steps[1].name, "[2/3] RUN echo hi");
+        assert!(text.contains("#2 MISS because: file a.py changed (content)\n#2 MISS because: file b added\n#2 DONE"));
+        assert_eq!(steps[1].reasons, ["file a.py changed (content)", "file b added"]);
+        assert!(steps[0].reasons.is_empty());
+    }
+
+    #[test]
+    fn a_recording_sink_keeps_events_in_order_without_run_output() {
+        let (sink, rx) = ProgressSink::channel();
+        let (sink, log) = sink.recording();
+        sink.send(BuildEvent::StepStarted { id: 1, name: "[1/2] RUN x".into() });
+        sink.send(BuildEvent::StepLog { id: 1, stream: Stream::Stdout, line: "out".into() });
+        sink.send(BuildEvent::StepDone { id: 1, elapsed: Duration::ZERO });
+        drop(sink);
+        assert_eq!(rx.iter().count(), 3, "the renderer still gets everything");
+        let ev = log.events();
+        assert_eq!(ev.len(), 2);
+        assert!(matches!(ev[0].event, BuildEvent::StepStarted { .. }));
+        assert!(matches!(ev[1].event, BuildEvent::StepDone { .. }));
+        assert!(ev[0].at <= ev[1].at);
     }
 
     #[test]

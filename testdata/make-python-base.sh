@@ -1,31 +1,29 @@
-#!/bin/sh
-# Make `python:local`, a small Debian base with python3 and pip, for the README's example
-# (testdata/python-example). About a minute and 250 MB from the apt mirror in
-# /etc/apt/sources.list(.d); needs root and debootstrap (apt-get install debootstrap).
+#!/usr/bin/env bash
+# Make a small real Python base image, `python:local`, from Debian's packages and store it
+# with `rbuild import` (about a minute: debootstrap minbase + python3 + python3-pip).
 #
-#   testdata/make-python-base.sh OUT.tar        a rootfs tar: rbuild import OUT.tar python:local
+#   bash testdata/make-python-base.sh [RBUILD] [--root DIR]
 #
-# The host's CA bundle is copied in, because a TLS-re-signing proxy (as on the machines this
-# project is built on) would otherwise make `pip install` fail inside the build.
-set -eu
-
-out=${1:?usage: $0 OUT.tar}
+# The network here re-signs TLS, so the host's CA bundle is copied into the image: pip
+# inside RUN steps then trusts the same certificates the host does.
+set -euo pipefail
+rbuild=${1:-rbuild}; shift || true
 suite=${SUITE:-bookworm}
 mirror=${MIRROR:-$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)}
 mirror=${mirror:-http://deb.debian.org/debian}
-command -v debootstrap >/dev/null || { echo "error: debootstrap not found; apt-get install debootstrap" >&2; exit 1; }
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/make-python-base.XXXXXX")
-trap 'umount "$work/rootfs/proc" 2>/dev/null || true; rm -rf "$work"' EXIT INT TERM
-r=$work/rootfs
-
-debootstrap --variant=minbase --include=python3,python3-pip,ca-certificates "$suite" "$r" "$mirror" >&2
+command -v debootstrap >/dev/null || { echo "debootstrap is missing: apt-get install -y debootstrap" >&2; exit 1; }
+work=$(mktemp -d /tmp/rbuild-python-base.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+debootstrap --variant=minbase --include=python3,python3-pip,ca-certificates \
+  "$suite" "$work/rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 \
+  || { tail -n 20 "$work/debootstrap.log" >&2; exit 1; }
 if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
-  cp /etc/ssl/certs/ca-certificates.crt "$r/etc/ssl/certs/ca-certificates.crt"
+  cp /etc/ssl/certs/ca-certificates.crt "$work/rootfs/etc/ssl/certs/ca-certificates.crt"
 fi
-# Debian marks its Python as externally managed (PEP 668); an image is its own environment.
-rm -f "$r"/usr/lib/python3*/EXTERNALLY-MANAGED
-# Keep the image small and the tar stable: no apt lists, caches, logs.
-rm -rf "$r"/var/lib/apt/lists/* "$r"/var/cache/apt/*.bin "$r"/var/cache/apt/archives/*.deb "$r"/var/log/* "$r"/tmp/*
-tar --numeric-owner --sort=name -C "$r" -cf "$out" .
-echo "wrote $out; now: rbuild import $out python:local" >&2
+# Debian marks its Python "externally managed" (PEP 668); this image is a build base,
+# so pip may install into it like the official python images allow.
+rm -f "$work"/rootfs/usr/lib/python3*/EXTERNALLY-MANAGED
+rm -rf "$work"/rootfs/var/cache/apt/archives/*.deb "$work"/rootfs/var/lib/apt/lists/*
+tar --numeric-owner --xattrs -C "$work/rootfs" -cf "$work/rootfs.tar" .
+"$rbuild" "$@" import "$work/rootfs.tar" python:local

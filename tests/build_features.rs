@@ -331,3 +331,37 @@ fn stage_onbuild_triggers_and_key_traces() {
     assert_eq!(trace["kind"], "rbuild.run.v1");
     assert!(trace["fields"].as_array().unwrap().iter().any(|f| f["name"] == "argv"));
 }
+
+/// `-f FILE` outside the context and `-f -` (stdin); `Dockerfile.dockerignore` next to a
+/// custom Dockerfile wins over the context's .dockerignore.
+#[test]
+fn dockerfile_flags() {
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    write_files(ctx.path(), &[("a.txt", "a\n"), ("b.txt", "b\n"), (".dockerignore", "a.txt\n")]);
+    write_files(
+        other.path(),
+        &[("build.Dockerfile", "FROM busybox:local\nCOPY . /c/\n"), ("build.Dockerfile.dockerignore", "b.txt\n")],
+    );
+    let f = other.path().join("build.Dockerfile");
+    let r = build(root.path(), ctx.path(), &["-t", "ff:1", "-f", f.to_str().unwrap()]);
+    assert!(r.ok(), "{}", r.stderr);
+    let fs = unpack_image(root.path(), "ff:1");
+    assert!(fs.path().join("c/a.txt").exists() && !fs.path().join("c/b.txt").exists());
+
+    let mut child = rbuild()
+        .arg("--root")
+        .arg(root.path())
+        .args(["build", "--progress=plain", "-t", "stdin:1", "-f", "-"])
+        .arg(ctx.path())
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"FROM busybox:local\nCOPY . /d/\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let fs = unpack_image(root.path(), "stdin:1");
+    assert!(!fs.path().join("d/a.txt").exists() && fs.path().join("d/b.txt").exists());
+}

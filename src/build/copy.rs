@@ -49,6 +49,7 @@ use crate::plan::graph::{is_remote_source, stage_by_name};
 use crate::snapshot::{self, MtimePolicy, UnpackOptions};
 use crate::store::CacheRecord;
 
+use super::explain::Selection;
 use super::rootfs::{lower_dirs, mkdir_in_root, resolve_in_root, step_layer, with_root, Layer, Scratch};
 use super::run::key_hex;
 use super::stage::{absolute, StageState, StepInfo};
@@ -216,6 +217,7 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
     // The content digest: exactly the selected context files, plus inline files.
     let mut context_matches: Vec<Vec<SourceMatch>> = Vec::new();
     let mut content = String::new();
+    let (mut selection, mut bytes_hashed) = (None, 0);
     if let From::Context(idx) = &from {
         let mut all = Vec::new();
         for p in &paths {
@@ -229,6 +231,8 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
             e => info.err(e.to_string()),
         })?;
         content = d.digest;
+        bytes_hashed = d.bytes_read;
+        selection = Some(Selection::new(Arc::clone(idx), all, d.contents));
     }
     let mut h = Sha256::new();
     h.update(content.as_bytes());
@@ -267,6 +271,7 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
             content: &content,
         },
     );
+    ctx.explain.key(info.id, &key, selection, bytes_hashed);
     let hex = key_hex(&key.digest);
     if !ctx.opts.no_cache {
         if let Some(rec) = ctx.cache_lookup(hex) {
@@ -274,6 +279,7 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
             return Ok(true);
         }
     }
+    ctx.explain.miss(ctx, info.id);
 
     let lower = lower_dirs(ctx.store, &s.layers)?;
     let src_lower = match &from {
@@ -367,7 +373,7 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
     })?;
     ctx.cancel.check()?;
     let epoch = ctx.opts.source_date_epoch.unwrap_or(0).max(0) as u64;
-    let layer = step_layer(ctx.store, mode, &scratch, MtimePolicy::Fixed(epoch))?;
+    let (layer, tar_size) = step_layer(ctx.store, mode, &scratch, MtimePolicy::Fixed(epoch))?;
     // A layer written after a cancel is not recorded: the build stops here.
     ctx.cancel.check()?;
     let what = match (&from, paths.len(), context_matches.first().and_then(|m| m.first())) {
@@ -386,7 +392,7 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
         diff_id: Some(layer.diff_id),
         created_by,
         created: Some(super::image::now_rfc3339(ctx.opts.source_date_epoch)),
-        extra: super::trace_extra(&key.trace),
+        extra: super::report::with_layer_size(super::trace_extra(&key.trace), tar_size),
     };
     ctx.store.cache_put(hex, &rec)?;
     s.apply_record(&key.digest, &rec);
@@ -403,6 +409,7 @@ fn empty_index(ctx: &Ctx<'_>) -> Result<ContextIndex, BuildError> {
 /// WORKDIR: create the directory when missing (a layer only then, as BuildKit).
 pub fn workdir_step(ctx: &Ctx<'_>, s: &mut StageState, path: &str, info: &StepInfo) -> Result<bool, BuildError> {
     let key = cachekey::workdir_key(&s.key, path, s.user().as_deref());
+    ctx.explain.key(info.id, &key, None, 0);
     let hex = key_hex(&key.digest);
     if !ctx.opts.no_cache {
         if let Some(rec) = ctx.cache_lookup(hex) {
@@ -410,6 +417,7 @@ pub fn workdir_step(ctx: &Ctx<'_>, s: &mut StageState, path: &str, info: &StepIn
             return Ok(true);
         }
     }
+    ctx.explain.miss(ctx, info.id);
     let lower = lower_dirs(ctx.store, &s.layers)?;
     let scratch = Scratch::new(&ctx.tmp, "workdir-")?;
     let mode = ctx.root_mode();
@@ -419,13 +427,13 @@ pub fn workdir_step(ctx: &Ctx<'_>, s: &mut StageState, path: &str, info: &StepIn
     let created_by = format!("WORKDIR {path}");
     let rec = if created {
         let epoch = ctx.opts.source_date_epoch.unwrap_or(0).max(0) as u64;
-        let layer = step_layer(ctx.store, mode, &scratch, MtimePolicy::Fixed(epoch))?;
+        let (layer, tar_size) = step_layer(ctx.store, mode, &scratch, MtimePolicy::Fixed(epoch))?;
         CacheRecord {
             layer: Some(layer.desc),
             diff_id: Some(layer.diff_id),
             created_by,
             created: Some(super::image::now_rfc3339(ctx.opts.source_date_epoch)),
-            extra: super::trace_extra(&key.trace),
+            extra: super::report::with_layer_size(super::trace_extra(&key.trace), tar_size),
         }
     } else {
         CacheRecord {

@@ -39,11 +39,14 @@
 mod cache_io;
 mod cancel;
 mod copy;
+mod explain;
 mod image;
 mod rootfs;
 mod run;
 mod stage;
 mod validate;
+
+pub mod report;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -94,7 +97,7 @@ pub struct Output {
 pub struct BuildOptions {
     /// The context directory.
     pub context: PathBuf,
-    /// The Dockerfile (default `<context>/Dockerfile`).
+    /// The Dockerfile (default `<context>/Dockerfile`; `-` reads it from stdin).
     pub dockerfile: Option<PathBuf>,
     /// The Dockerfile's bytes when they do not come from a file (`-f -`: stdin); then
     /// `dockerfile` is ignored and the context's `.dockerignore` applies.
@@ -115,6 +118,8 @@ pub struct BuildOptions {
     pub init_exe: PathBuf,
     /// `SOURCE_DATE_EPOCH`: clamps layer times and fixes `created`.
     pub source_date_epoch: Option<i64>,
+    /// `--explain`: say why each step that missed the cache did.
+    pub explain: bool,
     /// `--cache-from type=local,src=DIR`: cache directories consulted on a local miss.
     pub cache_from: Vec<PathBuf>,
     /// `--cache-to type=local,dest=DIR`: where to export the cache after the build.
@@ -136,6 +141,7 @@ impl BuildOptions {
             output: None,
             init_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
             source_date_epoch: std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.trim().parse().ok()),
+            explain: false,
             cache_from: Vec::new(),
             cache_to: None,
         }
@@ -262,6 +268,7 @@ pub(crate) struct Ctx<'a> {
     results: Mutex<HashMap<usize, Result<Arc<stage::StageState>, ()>>>,
     done: Condvar,
     errors: Mutex<Vec<BuildError>>,
+    pub(crate) explain: explain::Explainer,
     imports: cache_io::Imports,
 }
 
@@ -389,13 +396,19 @@ pub fn build(
         }
         Err(e) => return Err(BuildError::io(&opts.context, e)),
     }
-    let from_stdin = opts.dockerfile_bytes.is_some();
+    let from_stdin = opts.dockerfile_bytes.is_some() || opts.dockerfile.as_ref().is_some_and(|p| p.as_os_str() == "-");
     let dockerfile_path = match (&opts.dockerfile, from_stdin) {
         (Some(p), false) => p.clone(),
         _ => opts.context.join("Dockerfile"),
     };
     let bytes = match &opts.dockerfile_bytes {
         Some(b) => b.clone(),
+        None if from_stdin => {
+            let mut b = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)
+                .map_err(|e| BuildError::Options(format!("cannot read the Dockerfile from stdin: {e}")))?;
+            b
+        }
         None => std::fs::read(&dockerfile_path).map_err(|e| {
             BuildError::Options(format!(
                 "cannot read the Dockerfile {}: {e}; pass its path with -f",
@@ -469,6 +482,7 @@ pub fn build(
         results: Mutex::new(HashMap::new()),
         done: Condvar::new(),
         errors: Mutex::new(Vec::new()),
+        explain: explain::Explainer::new(store.root(), &opts.context, &dockerfile_path, opts.explain),
         imports,
     };
 

@@ -159,8 +159,8 @@ pub fn prepare_copies(scratch: &Scratch, lower: &[PathBuf]) -> Result<(PathBuf, 
     Ok((base, root))
 }
 
-/// The layer a step made, in either mode.
-pub fn step_layer(store: &Store, mode: RootMode, scratch: &Scratch, mtime: MtimePolicy) -> Result<Layer, BuildError> {
+/// The layer a step made, in either mode, and the size of its uncompressed tar.
+pub fn step_layer(store: &Store, mode: RootMode, scratch: &Scratch, mtime: MtimePolicy) -> Result<(Layer, u64), BuildError> {
     match mode {
         RootMode::Overlay => write_layer_blob(store, &scratch.upper(), DiffSource::OverlayUpper, mtime),
         RootMode::Copy => {
@@ -171,14 +171,14 @@ pub fn step_layer(store: &Store, mode: RootMode, scratch: &Scratch, mtime: Mtime
             let desc = w.commit(None)?;
             let diff_id = Digest::parse(&stats.diff_id)
                 .map_err(|e| BuildError::Options(format!("layer writer returned a bad diff id: {e}")))?;
-            Ok(Layer { desc, diff_id })
+            Ok((Layer { desc, diff_id }, stats.uncompressed_size))
         }
     }
 }
 
-/// Write `dir` as a plain (uncompressed) layer blob; returns the layer. An overlay upper dir is moved
-/// into the store as the layer's snapshot afterwards.
-pub fn write_layer_blob(store: &Store, dir: &Path, source: DiffSource, mtime: MtimePolicy) -> Result<Layer, BuildError> {
+/// Write `dir` as a plain (uncompressed) layer blob; returns the layer and the size of its
+/// tar. An overlay upper dir is moved into the store as the layer's snapshot afterwards.
+pub fn write_layer_blob(store: &Store, dir: &Path, source: DiffSource, mtime: MtimePolicy) -> Result<(Layer, u64), BuildError> {
     let mut w = store.blob_writer()?.media_type(media::OCI_LAYER_TAR);
     let opts = WriteOptions { mtime, compression: LayerCompression::None };
     let stats = snapshot::write_layer_with(dir, source, &mut w, &opts)
@@ -196,7 +196,7 @@ pub fn write_layer_blob(store: &Store, dir: &Path, source: DiffSource, mtime: Mt
             let _ = store.adopt_snapshot(dir, &diff_id);
         }
     }
-    Ok(Layer { desc, diff_id })
+    Ok((Layer { desc, diff_id }, stats.uncompressed_size))
 }
 
 /// Set every entry's atime and mtime below (and of) `dir` to the time the layer records

@@ -91,6 +91,7 @@ pub fn run_step(
     let mounts_plan = plan_mounts(ctx, r, info)?;
     let input = RunInput { mounts: mounts_plan.iter().map(|m| m.key.clone()).collect(), ..input };
     let key = cachekey::run_key(&s.key, &input);
+    ctx.explain.key(info.id, &key, None, 0);
     let hex = key_hex(&key.digest);
     if !ctx.opts.no_cache {
         if let Some(rec) = ctx.cache_lookup(hex) {
@@ -98,6 +99,7 @@ pub fn run_step(
             return Ok(true);
         }
     }
+    ctx.explain.miss(ctx, info.id);
 
     let lower = lower_dirs(ctx.store, &s.layers)?;
     let scratch = Scratch::new(&ctx.tmp, "run-")?;
@@ -194,7 +196,7 @@ pub fn run_step(
         Some(t) => MtimePolicy::Clamp(t.max(0) as u64),
         None => MtimePolicy::Keep,
     };
-    let layer = step_layer(ctx.store, mode, &scratch, policy)?;
+    let (layer, tar_size) = step_layer(ctx.store, mode, &scratch, policy)?;
     let created_by = match &r.command {
         CommandLine::Shell(cmd) => format!("RUN {} {}", shell.join(" "), cmd),
         CommandLine::Exec(v) => format!("RUN {}", serde_json::to_string(v).unwrap_or_default()),
@@ -204,7 +206,7 @@ pub fn run_step(
         diff_id: Some(layer.diff_id),
         created_by,
         created: Some(super::image::now_rfc3339(ctx.opts.source_date_epoch)),
-        extra: super::trace_extra(&key.trace),
+        extra: super::report::with_layer_size(super::trace_extra(&key.trace), tar_size),
     };
     ctx.store.cache_put(hex, &rec)?;
     s.apply_record(&key.digest, &rec);

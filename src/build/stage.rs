@@ -11,6 +11,7 @@ use crate::plan::stages::{Base, Scope};
 use crate::progress::BuildEvent;
 use crate::store::{media, CacheRecord, ContainerConfig, Descriptor, Empty, HealthConfig, History, ImageConfig};
 
+use super::explain::BaseFacts;
 use super::rootfs::Layer;
 use super::{BuildError, Ctx};
 
@@ -262,6 +263,8 @@ pub fn run_stage(ctx: &Ctx<'_>, idx: usize) -> Result<StageState, BuildError> {
         scope: Scope,
         instr: Instruction,
         location: String,
+        /// Where the instruction comes from, for `--explain`'s step identity.
+        origin: String,
     }
     let mut items: Vec<Item<'_>> = Vec::new();
     let triggers = s.config.config.as_mut().and_then(|c| c.on_build.take()).unwrap_or_default();
@@ -276,8 +279,9 @@ pub fn run_stage(ctx: &Ctx<'_>, idx: usize) -> Result<StageState, BuildError> {
                 }
             })?;
             for st0 in parsed.stages.into_iter().take(1) {
-                for n in st0.instructions {
+                for (k, n) in st0.instructions.into_iter().enumerate() {
                     items.push(Item {
+                        origin: format!("onbuild-image:{k}"),
                         instr: n.instruction.clone(),
                         node: std::borrow::Cow::Owned(n),
                         scope: scoped.initial.clone(),
@@ -290,6 +294,7 @@ pub fn run_stage(ctx: &Ctx<'_>, idx: usize) -> Result<StageState, BuildError> {
             for t in &scoped.triggers {
                 if let Some(n) = ctx.df.stages[*j].instructions.get(t.index) {
                     items.push(Item {
+                        origin: format!("onbuild:{}", t.index),
                         node: std::borrow::Cow::Borrowed(n),
                         scope: t.scope.clone(),
                         instr: t.expanded.clone(),
@@ -303,6 +308,7 @@ pub fn run_stage(ctx: &Ctx<'_>, idx: usize) -> Result<StageState, BuildError> {
     for t in &scoped.instructions {
         if let Some(n) = stage.instructions.get(t.index) {
             items.push(Item {
+                origin: t.index.to_string(),
                 node: std::borrow::Cow::Borrowed(n),
                 scope: t.scope.clone(),
                 instr: t.expanded.clone(),
@@ -327,8 +333,14 @@ pub fn run_stage(ctx: &Ctx<'_>, idx: usize) -> Result<StageState, BuildError> {
     if let Some(n) = &stage.name {
         from_name.push_str(&format!(" AS {n}"));
     }
-    ctx.progress.send(BuildEvent::StepStarted { id: from_id, name: from_name });
+    ctx.progress.send(BuildEvent::StepStarted { id: from_id, name: from_name.clone() });
     ctx.progress.send(BuildEvent::StepCached { id: from_id });
+    let base_facts = match &plan.base {
+        Base::Scratch => Some(BaseFacts { image: "scratch".into(), manifest: None }),
+        Base::Image(_) => Some(BaseFacts { image: base_name.clone(), manifest: s.base_manifest.clone() }),
+        Base::Stage(_) => None,
+    };
+    ctx.explain.base(ctx, from_id, &plan.display_name(), &from_name, &s.key, base_facts);
     ctx.steps.fetch_add(1, Ordering::Relaxed);
     ctx.cached.fetch_add(1, Ordering::Relaxed);
 
@@ -351,7 +363,11 @@ pub fn run_stage(ctx: &Ctx<'_>, idx: usize) -> Result<StageState, BuildError> {
         if keyed {
             n += 1;
             let info = StepInfo { id: ctx.next_id(), start: Instant::now(), location: location.clone(), instruction: short(&text) };
-            ctx.progress.send(BuildEvent::StepStarted { id: info.id, name: format!("[{prefix}{n}/{total}] {}", short(&text)) });
+            let name = format!("[{prefix}{n}/{total}] {}", short(&text));
+            ctx.progress.send(BuildEvent::StepStarted { id: info.id, name: name.clone() });
+            let args = item.scope.args.iter().map(|(k, _)| k.clone());
+            let args = args.filter(|k| !item.scope.image_env.iter().any(|(e, _)| e == k)).collect();
+            ctx.explain.begin(info.id, &plan.display_name(), &item.origin, item.instr.keyword(), &name, args);
             ctx.steps.fetch_add(1, Ordering::Relaxed);
             let r = match &item.instr {
                 Instruction::Run(r) => {
@@ -387,6 +403,7 @@ pub fn run_stage(ctx: &Ctx<'_>, idx: usize) -> Result<StageState, BuildError> {
                     return Err(e);
                 }
             }
+            ctx.explain.finish(ctx, info.id);
             continue;
         }
         match &item.instr {

@@ -2,12 +2,14 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Instant;
 
 use anyhow::{bail, Context};
 
 use super::Globals;
+use crate::build::report::BuildReport;
 use crate::build::{self, BuildOptions, CacheMode, CacheTo, Cancel, Network, Output, OutputFormat};
-use crate::progress::{ProgressMode, Renderer};
+use crate::progress::{EventLog, ProgressMode, Renderer};
 use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
@@ -18,7 +20,7 @@ pub struct BuildArgs {
     /// Name and optionally a tag (name:tag); may be given several times
     #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
     pub tags: Vec<String>,
-    /// Dockerfile (default: PATH/Dockerfile); - reads it from stdin
+    /// Dockerfile (default: PATH/Dockerfile; - reads it from stdin)
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// Build this stage and what it needs (default: the last stage)
@@ -42,6 +44,21 @@ pub struct BuildArgs {
     /// Also write the image as an archive: type=oci|docker,dest=FILE
     #[arg(short = 'o', long, value_name = "type=oci|docker,dest=FILE")]
     pub output: Option<String>,
+    /// Say why each step that missed the cache did (also RBUILD_EXPLAIN=1)
+    #[arg(long, env = "RBUILD_EXPLAIN", value_parser = clap::builder::BoolishValueParser::new())]
+    pub explain: bool,
+    /// Write an HTML report of where the build spent its time (default: rbuild-timings.html)
+    #[arg(
+        long,
+        value_name = "FILE",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "rbuild-timings.html"
+    )]
+    pub timings: Option<PathBuf>,
+    /// Write the image digests and per-step timings and sizes as JSON
+    #[arg(long, value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
     /// Import build cache from a directory written by --cache-to (may be given several times)
     #[arg(long = "cache-from", value_name = "type=local,src=DIR")]
     pub cache_from: Vec<String>,
@@ -186,16 +203,29 @@ pub fn run(g: &Globals, a: BuildArgs) -> anyhow::Result<u8> {
     }
     opts.build_args = build_args;
     opts.output = a.output.as_deref().map(parse_output).transpose()?;
+    opts.explain = a.explain;
     opts.cache_from = a.cache_from.iter().map(|s| parse_cache_from(s)).collect::<anyhow::Result<_>>()?;
     opts.cache_to = a.cache_to.as_deref().map(parse_cache_to).transpose()?;
 
     let mode = if a.quiet { ProgressMode::Quiet } else { a.progress };
     let (sink, renderer) = Renderer::start(mode);
+    let want_report = a.timings.is_some() || a.metadata_file.is_some();
+    let (sink, log) = if want_report { sink.recording() } else { (sink, EventLog::default()) };
+    let start = Instant::now();
     let result = build::build(&store, &opts, &sink, &cancel);
     drop(sink);
     renderer.finish();
     match result {
         Ok(r) => {
+            if want_report {
+                let report = BuildReport::from_events(start, &log.events(), &r);
+                if let Some(p) = &a.timings {
+                    report.write_html(p)?;
+                }
+                if let Some(p) = &a.metadata_file {
+                    report.write_json(p)?;
+                }
+            }
             if a.quiet {
                 #[allow(clippy::print_stdout)]
                 {

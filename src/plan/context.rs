@@ -504,7 +504,8 @@ impl ContextIndex {
             })
             .collect::<Result<_, ContextError>>()?;
         let bytes_read = hashed.iter().map(|(_, _, n)| n).sum();
-        let content: HashMap<String, [u8; 32]> = hashed.into_iter().map(|(r, h, _)| (r, h)).collect();
+        let contents: Vec<(String, [u8; 32])> = hashed.into_iter().map(|(r, h, _)| (r, h)).collect();
+        let content: HashMap<&str, &[u8; 32]> = contents.iter().map(|(r, h)| (r.as_str(), h)).collect();
 
         let mut h = Sha256::new();
         let mut n_entries = 0u64;
@@ -515,7 +516,7 @@ impl ContextIndex {
             put(&mut h, m.kind.tag());
             for rel in &m.entries {
                 let Some(e) = self.entries.get(rel) else { continue };
-                put(&mut h, &entry_digest(e, content.get(rel)));
+                put(&mut h, &entry_digest(e, content.get(rel.as_str()).copied()));
                 n_entries += 1;
             }
         }
@@ -523,6 +524,7 @@ impl ContextIndex {
             digest: format!("sha256:{}", hex::encode(h.finalize())),
             entries: n_entries,
             bytes_read,
+            contents,
         })
     }
 }
@@ -536,6 +538,9 @@ pub struct SelectionDigest {
     pub entries: u64,
     /// Bytes actually read (0 when the stat cache had everything).
     pub bytes_read: u64,
+    /// The content SHA-256 of each selected regular file, sorted by path (what `--explain`
+    /// compares to name the files that changed).
+    pub contents: Vec<(String, [u8; 32])>,
 }
 
 /// Digest of one entry (see the module docs); `content` is the file's SHA-256.
