@@ -296,8 +296,9 @@ pub fn plain_lines(ev: &BuildEvent) -> Vec<String> {
         BuildEvent::Warning { message } => vec![format!("WARNING: {message}")],
         BuildEvent::Finished { image_id, tags, elapsed, steps, cached } => {
             let mut s = format!(
-                "Successfully built {image_id} in {:.2}s ({steps} steps, {cached} cached)",
-                elapsed.as_secs_f64()
+                "Successfully built {image_id} in {:.2}s ({steps} step{}, {cached} cached)",
+                elapsed.as_secs_f64(),
+                if *steps == 1 { "" } else { "s" }
             );
             if !tags.is_empty() {
                 s.push_str("; tagged ");

@@ -1,5 +1,6 @@
 //! Stopping a build: Ctrl-C / SIGTERM from the user, or the first failing stage.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -13,6 +14,8 @@ pub struct Cancel {
     cancelled: AtomicBool,
     aborted: AtomicBool,
     pids: Mutex<Vec<u32>>,
+    /// Temp dirs of the running build, removed before a second signal ends the process.
+    tmp_dirs: Mutex<Vec<PathBuf>>,
 }
 
 impl Cancel {
@@ -54,6 +57,25 @@ impl Cancel {
         }
     }
 
+    /// `Err(Cancelled)` once the build was told to stop: for long loops (copying, hashing).
+    pub(crate) fn check(&self) -> Result<(), super::BuildError> {
+        if self.is_cancelled() {
+            Err(super::BuildError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Remember a temp dir to remove if a second signal ends the process at once.
+    pub fn track_tmp(&self, dir: PathBuf) {
+        self.tmp_dirs.lock().unwrap_or_else(|p| p.into_inner()).push(dir);
+    }
+
+    /// Forget a temp dir (removed by its owner).
+    pub fn untrack_tmp(&self, dir: &std::path::Path) {
+        self.tmp_dirs.lock().unwrap_or_else(|p| p.into_inner()).retain(|d| d != dir);
+    }
+
     /// Forget a sandbox that ended.
     pub(crate) fn unregister(&self, pid: u32) {
         self.pids.lock().unwrap_or_else(|p| p.into_inner()).retain(|&p| p != pid);
@@ -62,8 +84,15 @@ impl Cancel {
     /// Turn SIGINT, SIGTERM and SIGHUP into [`Cancel::cancel`]: block them in the calling
     /// thread (threads started later inherit the mask; the sandbox's init and payload reset
     /// theirs) and wait for them in a thread of their own. A second signal ends the process
-    /// at once with 128+N. Call this before starting other threads.
+    /// at once with 128+N, after removing the tracked temp dirs. Call this before starting
+    /// other threads.
     pub fn on_signals(self: &Arc<Self>) -> std::io::Result<()> {
+        self.on_signals_then(|| {})
+    }
+
+    /// [`Cancel::on_signals`], calling `before_exit` (e.g. to say "build cancelled") just
+    /// before a second signal ends the process.
+    pub fn on_signals_then(self: &Arc<Self>, before_exit: impl Fn() + Send + 'static) -> std::io::Result<()> {
         let mut set = SigSet::empty();
         set.add(Signal::SIGINT);
         set.add(Signal::SIGTERM);
@@ -74,6 +103,12 @@ impl Cancel {
             let mut seen = false;
             while let Ok(sig) = set.wait() {
                 if seen {
+                    me.cancel();
+                    let dirs = me.tmp_dirs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    for d in dirs {
+                        let _ = std::fs::remove_dir_all(d);
+                    }
+                    before_exit();
                     std::process::exit(128 + sig as i32);
                 }
                 seen = true;

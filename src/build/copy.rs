@@ -16,6 +16,23 @@
 //!   checks a local file's sha256; URLs and git sources are not supported yet.
 //!
 //! Paths inside the image are resolved like in a chroot (symlinks stay inside the root).
+//!
+//! Sources (Docker's rules): symlinks in a source path are followed as long as they stay
+//! inside the context (a link that climbs out of it is an error); a symlink named as a
+//! source is copied as the file or directory it points to, under the *link's* name
+//! (`COPY link.txt /d/` gives `/d/link.txt`).
+//!
+//! # Modification times (a deliberate difference from Docker)
+//!
+//! Every file and directory a COPY, ADD or WORKDIR layer writes gets one fixed mtime:
+//! `SOURCE_DATE_EPOCH` when set, else 0 (1970-01-01). The same content then gives the same
+//! layer digest whatever the checkout's or the build machine's times, so a fresh clone
+//! rebuilds to the same image and caches can be shared. Docker keeps the source files'
+//! mtimes instead; a program that compares mtimes (e.g. `make` against files from a RUN)
+//! may see COPYed files as old. RUN layers keep the times the process left (clamped to
+//! `SOURCE_DATE_EPOCH` when set). Layers store whole seconds; the tree rbuild keeps on disk
+//! for later steps and `rbuild run` gets exactly the layer's times (see
+//! `rootfs::apply_mtime_policy`), so it equals what a machine that loads the image sees.
 
 use std::fs;
 use std::io::{self, Read};
@@ -208,7 +225,11 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
             all.extend(m.iter().cloned());
             context_matches.push(m);
         }
-        let d = idx.digest_selection(&all, &ctx.stat_cache).map_err(|e| info.err(e.to_string()))?;
+        let stop = || ctx.cancel.is_cancelled();
+        let d = idx.digest_selection_until(&all, &ctx.stat_cache, &stop).map_err(|e| match e {
+            crate::plan::context::ContextError::Interrupted => BuildError::Cancelled,
+            e => info.err(e.to_string()),
+        })?;
         content = d.digest;
         bytes_hashed = d.bytes_read;
         selection = Some(Selection::new(Arc::clone(idx), all, d.contents));
@@ -293,16 +314,24 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
             || paths.iter().any(|p| has_wildcard(p)) && matches.iter().map(Vec::len).sum::<usize>() > 1;
         let existing_dir = resolve_in_root(root, &dest_abs, true).map(|p| p.is_dir()).unwrap_or(false);
         let into_dir = dir_hint || multi || existing_dir;
-        let placer = Placer { root, src_base: idx.root(), idx: &idx, owner, keep_owner, chmod: req_ref.chmod };
-        let io = |e: io::Error| info.err(e.to_string());
+        let placer = Placer { root, src_base: idx.root(), idx: &idx, owner, keep_owner, chmod: req_ref.chmod, cancel: ctx.cancel };
+        let io = |e: io::Error| {
+            if ctx.cancel.is_cancelled() {
+                BuildError::Cancelled
+            } else {
+                info.err(e.to_string())
+            }
+        };
         for m in matches.iter().flatten() {
+            ctx.cancel.check()?;
             match m.kind {
                 EntryKind::Dir => {
                     placer.ensure_dest_dir(&dest_abs).map_err(io)?;
                     placer.copy_dir_contents(m, &dest_abs).map_err(io)?;
                 }
                 EntryKind::File | EntryKind::Symlink => {
-                    let name = m.root.rsplit('/').next().unwrap_or(&m.root);
+                    // Named after the source as written, not a symlink's target (BuildKit).
+                    let name = if m.name.is_empty() { m.root.rsplit('/').next().unwrap_or(&m.root) } else { &m.name };
                     let host_src = idx.root().join(&m.root);
                     if req_ref.op == "add" && m.kind == EntryKind::File {
                         if let Some(want) = &req_ref.checksum {
@@ -342,8 +371,11 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
         }
         Ok(())
     })?;
+    ctx.cancel.check()?;
     let epoch = ctx.opts.source_date_epoch.unwrap_or(0).max(0) as u64;
     let (layer, tar_size) = step_layer(ctx.store, mode, &scratch, MtimePolicy::Fixed(epoch))?;
+    // A layer written after a cancel is not recorded: the build stops here.
+    ctx.cancel.check()?;
     let what = match (&from, paths.len(), context_matches.first().and_then(|m| m.first())) {
         (From::Context(_), 1, Some(m)) if m.kind == EntryKind::Dir => "dir",
         (From::Context(_), 1, Some(_)) => "file",
@@ -423,6 +455,7 @@ struct Placer<'a> {
     owner: Option<(u32, u32)>,
     keep_owner: bool,
     chmod: Option<u32>,
+    cancel: &'a super::Cancel,
 }
 
 impl Placer<'_> {
@@ -452,6 +485,9 @@ impl Placer<'_> {
     fn copy_dir_contents(&self, m: &SourceMatch, dest: &str) -> io::Result<()> {
         let prefix = if m.root.is_empty() { String::new() } else { format!("{}/", m.root) };
         for rel in &m.entries {
+            if self.cancel.is_cancelled() {
+                return Err(io::Error::new(io::ErrorKind::Interrupted, "cancelled"));
+            }
             let Some(e) = self.idx.get(rel) else { continue };
             let sub = rel.strip_prefix(&prefix).unwrap_or(rel);
             let target = format!("{}/{sub}", dest.trim_end_matches('/'));
@@ -481,7 +517,7 @@ impl Placer<'_> {
             EntryKind::File => {
                 remove_existing(&host, existing)?;
                 let src = self.src_base.join(&e.rel);
-                fs::copy(&src, &host)?;
+                copy_file_until(&src, &host, self.cancel)?;
                 std::os::unix::fs::lchown(&host, Some(uid), Some(gid))?;
                 fs::set_permissions(&host, fs::Permissions::from_mode(mode))?;
             }
@@ -504,6 +540,33 @@ impl Placer<'_> {
         std::os::unix::fs::lchown(&host, Some(uid), Some(gid))?;
         fs::set_permissions(&host, fs::Permissions::from_mode(self.chmod.unwrap_or(0o644)))
     }
+}
+
+/// A file copy (1 MiB reads) that checks every 8 MiB whether
+/// the build was cancelled.
+fn copy_file_until(src: &Path, dst: &Path, cancel: &super::Cancel) -> io::Result<()> {
+    use std::io::Write;
+    let mut from = fs::File::open(src)?;
+    let mut to = fs::File::create(dst)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut since_check = 0usize;
+    loop {
+        if since_check >= 8 << 20 {
+            if cancel.is_cancelled() {
+                return Err(io::Error::new(io::ErrorKind::Interrupted, "cancelled"));
+            }
+            since_check = 0;
+        }
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..n])?;
+        since_check += n;
+    }
+    Ok(())
 }
 
 fn remove_existing(host: &Path, existing: Option<fs::Metadata>) -> io::Result<()> {

@@ -54,9 +54,10 @@ pub fn commit_image(
     let created_key = ctx.opts.source_date_epoch.is_none().then(|| hex.to_string());
     for &i in &s.pending_created {
         if let Some(h) = config.history.get_mut(i) {
-            h.created = Some(created.clone());
+            h.created = None;
         }
     }
+    monotonic_history(&mut config.history, &created);
     config.created = Some(created);
     let media_type = media::OCI_CONFIG;
     let config_desc = ctx.store.put_json_blob(media_type, &config)?;
@@ -64,6 +65,23 @@ pub fn commit_image(
     let manifest_desc = ctx.store.put_json_blob(media::OCI_MANIFEST, &manifest)?;
     ctx.store.add_image(&manifest_desc, tags)?;
     Ok((manifest_desc, config_desc.digest, created_key))
+}
+
+/// Make the history's `created` times non-decreasing in Dockerfile order: an entry without
+/// a time of its own (config-only instructions: ENV, LABEL, ...) takes the time of the entry
+/// before it (the first entries: of the first timed entry, else the image's), and a time
+/// earlier than a previous one is raised to it (a step cached from an older build after a
+/// rebuilt one). Deterministic, so a cached rebuild keeps the image ID.
+fn monotonic_history(history: &mut [crate::store::History], image_created: &str) {
+    let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
+    let first_timed = history.iter().find_map(|h| h.created.clone()).unwrap_or_else(|| image_created.to_string());
+    let mut last: String = first_timed;
+    for h in history.iter_mut() {
+        match &h.created {
+            Some(t) if parse(t).is_some() && parse(t) >= parse(&last) => last = t.clone(),
+            _ => h.created = Some(last.clone()),
+        }
+    }
 }
 
 /// `--output type=oci|docker,dest=FILE`: the store's save code, for the built image.

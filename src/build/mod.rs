@@ -44,6 +44,7 @@ mod image;
 mod rootfs;
 mod run;
 mod stage;
+mod validate;
 
 pub mod report;
 
@@ -98,6 +99,9 @@ pub struct BuildOptions {
     pub context: PathBuf,
     /// The Dockerfile (default `<context>/Dockerfile`; `-` reads it from stdin).
     pub dockerfile: Option<PathBuf>,
+    /// The Dockerfile's bytes when they do not come from a file (`-f -`: stdin); then
+    /// `dockerfile` is ignored and the context's `.dockerignore` applies.
+    pub dockerfile_bytes: Option<Vec<u8>>,
     /// Tags to write (validated before anything runs).
     pub tags: Vec<String>,
     /// `--target` stage name.
@@ -128,6 +132,7 @@ impl BuildOptions {
         BuildOptions {
             context: context.into(),
             dockerfile: None,
+            dockerfile_bytes: None,
             tags: Vec::new(),
             target: None,
             build_args: BTreeMap::new(),
@@ -215,6 +220,10 @@ pub enum BuildError {
     /// Stopped by Ctrl-C / SIGTERM.
     #[error("build cancelled; temporary files were removed and the store is unchanged")]
     Cancelled,
+    /// Stopped by Ctrl-C / SIGTERM after some steps had finished (their results stay cached,
+    /// so the next build reuses them).
+    #[error("build cancelled; temporary files were removed; {0} finished step{s} kept in the build cache", s = if *.0 == 1 { " was" } else { "s were" })]
+    CancelledKept(usize),
     /// A stage this one needs failed (reported once, by that stage).
     #[error("stage {0} failed")]
     DependencyFailed(String),
@@ -250,6 +259,8 @@ pub(crate) struct Ctx<'a> {
     ids: AtomicU32,
     pub steps: AtomicUsize,
     pub cached: AtomicUsize,
+    /// Steps that ran and were recorded in the cache during this build.
+    pub fresh: AtomicUsize,
     context: OnceLock<Result<Arc<ContextIndex>, String>>,
     ignore: Arc<dyn ContextFilter>,
     pub stat_cache: StatCache,
@@ -281,6 +292,14 @@ impl Ctx<'_> {
                 rootfs::RootMode::Overlay
             }
         })
+    }
+
+    /// The error of a build stopped by the user: says whether finished steps were kept.
+    fn cancelled(&self) -> BuildError {
+        match self.fresh.load(Ordering::Relaxed) {
+            0 => BuildError::Cancelled,
+            n => BuildError::CancelledKept(n),
+        }
     }
 
     /// A fresh progress id.
@@ -361,21 +380,49 @@ pub fn build(
             Reference::parse(t).map_err(|e| BuildError::Options(format!("invalid tag {t:?}: {e}")))
         })
         .collect::<Result<_, _>>()?;
-    let dockerfile_path = opts.dockerfile.clone().unwrap_or_else(|| opts.context.join("Dockerfile"));
-    let from_stdin = dockerfile_path.as_os_str() == "-";
-    let text = if from_stdin {
-        let mut t = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)
-            .map_err(|e| BuildError::Options(format!("cannot read the Dockerfile from stdin: {e}")))?;
-        t
-    } else {
-        std::fs::read_to_string(&dockerfile_path).map_err(|e| {
+    match std::fs::metadata(&opts.context) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(BuildError::Options(format!(
+                "the build context {} is not a directory",
+                opts.context.display()
+            )))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(BuildError::Options(format!(
+                "context path {} not found; give the directory to build (or - for a tar on stdin)",
+                opts.context.display()
+            )))
+        }
+        Err(e) => return Err(BuildError::io(&opts.context, e)),
+    }
+    let from_stdin = opts.dockerfile_bytes.is_some() || opts.dockerfile.as_ref().is_some_and(|p| p.as_os_str() == "-");
+    let dockerfile_path = match (&opts.dockerfile, from_stdin) {
+        (Some(p), false) => p.clone(),
+        _ => opts.context.join("Dockerfile"),
+    };
+    let bytes = match &opts.dockerfile_bytes {
+        Some(b) => b.clone(),
+        None if from_stdin => {
+            let mut b = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)
+                .map_err(|e| BuildError::Options(format!("cannot read the Dockerfile from stdin: {e}")))?;
+            b
+        }
+        None => std::fs::read(&dockerfile_path).map_err(|e| {
             BuildError::Options(format!(
                 "cannot read the Dockerfile {}: {e}; pass its path with -f",
                 dockerfile_path.display()
             ))
-        })?
+        })?,
     };
+    let shown = if from_stdin { "the Dockerfile from stdin".to_string() } else { format!("the Dockerfile {}", dockerfile_path.display()) };
+    let text = String::from_utf8(bytes).map_err(|e| {
+        BuildError::Options(format!(
+            "{shown} is not valid UTF-8 at byte {}; save it as UTF-8",
+            e.utf8_error().valid_up_to()
+        ))
+    })?;
     let display = if opts.dockerfile.is_none() || from_stdin {
         PathBuf::from("Dockerfile")
     } else {
@@ -397,14 +444,7 @@ pub fn build(
     for a in &graph.stages.unused_build_args {
         progress.warn(format!("build argument {a} is not consumed by any ARG of the build"));
     }
-    if !opts.context.is_dir() {
-        return Err(BuildError::Options(format!(
-            "the build context {} is not a directory",
-            opts.context.display()
-        )));
-    }
-    let ignore_for = if from_stdin { opts.context.join("Dockerfile") } else { dockerfile_path.clone() };
-    let ignore = Dockerignore::read_for_context(&opts.context, &ignore_for)
+    let ignore = Dockerignore::read_for_context(&opts.context, &dockerfile_path)
         .map_err(|e| BuildError::Options(format!("reading .dockerignore: {e}")))?;
 
     rootfs::sweep_stale_tmp(store);
@@ -412,6 +452,7 @@ pub fn build(
         .prefix(&format!("build-{}-", std::process::id()))
         .tempdir_in(store.tmp_dir())
         .map_err(|e| BuildError::io(&store.tmp_dir(), e))?;
+    cancel.track_tmp(tmp.path().to_path_buf());
     let _lease = store.lease()?;
     let stat_file = StatCache::file_for(&store.root().join("context-cache"), &opts.context);
 
@@ -433,6 +474,7 @@ pub fn build(
         ids,
         steps: AtomicUsize::new(0),
         cached: AtomicUsize::new(0),
+        fresh: AtomicUsize::new(0),
         context: OnceLock::new(),
         ignore: Arc::new(ignore),
         stat_cache: StatCache::load(&stat_file),
@@ -443,6 +485,10 @@ pub fn build(
         explain: explain::Explainer::new(store.root(), &opts.context, &dockerfile_path, opts.explain),
         imports,
     };
+
+    // Fail fast: an unsupported flag or a bad value anywhere stops the build before any
+    // step runs.
+    validate::validate(&ctx)?;
 
     // Scan the context up front when a needed stage copies from it, so its progress line
     // comes first and stages do not wait for each other's first COPY.
@@ -477,7 +523,7 @@ pub fn build(
         Err(e) => {
             let mut errs = std::mem::take(&mut *ctx.errors.lock().unwrap_or_else(|p| p.into_inner()));
             if cancel.is_cancelled() && !cancel.is_aborted() {
-                return Err(BuildError::Cancelled);
+                return Err(ctx.cancelled());
             }
             let first = errs
                 .iter()
@@ -489,7 +535,7 @@ pub fn build(
         }
     };
     if cancel.is_cancelled() {
-        return Err(BuildError::Cancelled);
+        return Err(ctx.cancelled());
     }
 
     let (manifest, image_id, created_key) = image::commit_image(&ctx, &final_state, &tags)?;
@@ -524,6 +570,7 @@ pub fn build(
         steps,
         cached,
     });
+    cancel.untrack_tmp(tmp.path());
     drop(tmp);
     Ok(BuildResult { image_id, manifest, tags, steps, cached, elapsed, cache_keys })
 }

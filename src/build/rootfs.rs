@@ -1,6 +1,18 @@
 //! Root file systems of steps: the parent layers' snapshots as overlay lower dirs, a fresh
 //! upper dir per step, path resolution inside a root, and the layer blob written from the
 //! upper dir.
+//!
+//! # Layers are stored uncompressed
+//!
+//! A step's layer blob is a plain tar (`application/vnd.oci.image.layer.v1.tar`). Measured
+//! on rebuilds after a source edit, gzipping the rewritten `COPY . .` layer was most of the
+//! time; locally nothing gains from compression (the snapshot dir is what steps use, and
+//! the blob is read only by `save`). Layers are compressed when they leave the machine:
+//! `rbuild save --format oci-archive` and `--output type=oci` gzip each plain layer into the
+//! archive and write a manifest for it (a docker-archive holds plain layers anyway). The
+//! image ID (the config digest) is the same in both places, since the config names the diff
+//! IDs of the uncompressed tars; the manifest digest in such an archive differs from the
+//! local one. Images loaded from archives keep their layers as they came (often gzip).
 
 use std::ffi::OsStr;
 use std::fs;
@@ -8,7 +20,7 @@ use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Component, Path, PathBuf};
 
-use crate::snapshot::{self, DiffSource, LayerCompression, MtimePolicy, WriteOptions, DEFAULT_GZIP_LEVEL};
+use crate::snapshot::{self, DiffSource, LayerCompression, MtimePolicy, WriteOptions};
 use crate::store::{media, Descriptor, Digest, Store};
 
 use super::BuildError;
@@ -152,8 +164,8 @@ pub fn step_layer(store: &Store, mode: RootMode, scratch: &Scratch, mtime: Mtime
     match mode {
         RootMode::Overlay => write_layer_blob(store, &scratch.upper(), DiffSource::OverlayUpper, mtime),
         RootMode::Copy => {
-            let mut w = store.blob_writer()?.media_type(media::OCI_LAYER_GZIP);
-            let opts = WriteOptions { mtime, compression: LayerCompression::Gzip(DEFAULT_GZIP_LEVEL) };
+            let mut w = store.blob_writer()?.media_type(media::OCI_LAYER_TAR);
+            let opts = WriteOptions { mtime, compression: LayerCompression::None };
             let stats = snapshot::diff_trees(&scratch.path().join("base"), &scratch.path().join("rootfs"), &mut w, &opts)
                 .map_err(|e| BuildError::Options(format!("writing the layer: {e}")))?;
             let desc = w.commit(None)?;
@@ -165,11 +177,11 @@ pub fn step_layer(store: &Store, mode: RootMode, scratch: &Scratch, mtime: Mtime
     }
 }
 
-/// Write `dir` as a gzipped layer blob; returns the layer and the size of its uncompressed
+/// Write `dir` as a plain (uncompressed) layer blob; returns the layer and the size of its
 /// tar. An overlay upper dir is moved into the store as the layer's snapshot afterwards.
 pub fn write_layer_blob(store: &Store, dir: &Path, source: DiffSource, mtime: MtimePolicy) -> Result<(Layer, u64), BuildError> {
-    let mut w = store.blob_writer()?.media_type(media::OCI_LAYER_GZIP);
-    let opts = WriteOptions { mtime, compression: LayerCompression::Gzip(DEFAULT_GZIP_LEVEL) };
+    let mut w = store.blob_writer()?.media_type(media::OCI_LAYER_TAR);
+    let opts = WriteOptions { mtime, compression: LayerCompression::None };
     let stats = snapshot::write_layer_with(dir, source, &mut w, &opts)
         .map_err(|e| BuildError::Options(format!("writing the layer: {e}")))?;
     let desc = w.commit(None)?;
@@ -179,10 +191,39 @@ pub fn write_layer_blob(store: &Store, dir: &Path, source: DiffSource, mtime: Mt
     if source == DiffSource::OverlayUpper {
         // The upper dir is already in overlay-lowerdir form: keep it as the layer's snapshot
         // so the next step need not unpack the blob again. Only a speed-up: on failure the
-        // snapshot is unpacked from the blob when needed.
-        let _ = store.adopt_snapshot(dir, &diff_id);
+        // snapshot is unpacked from the blob when needed. Its times are first set to what
+        // the layer says (whole seconds, the policy applied), so later steps and `rbuild
+        // run` see the same tree as a machine that loads the saved image.
+        if apply_mtime_policy(dir, mtime).is_ok() {
+            let _ = store.adopt_snapshot(dir, &diff_id);
+        }
     }
     Ok((Layer { desc, diff_id }, stats.uncompressed_size))
+}
+
+/// Set every entry's atime and mtime below (and of) `dir` to the time the layer records
+/// for it: `policy` applied to its mtime in whole seconds (symlinks themselves, not their
+/// targets).
+pub fn apply_mtime_policy(dir: &Path, policy: MtimePolicy) -> io::Result<()> {
+    use nix::sys::stat::{utimensat, UtimensatFlags};
+    use nix::sys::time::TimeSpec;
+    use std::os::unix::fs::MetadataExt;
+    for e in walkdir::WalkDir::new(dir).follow_links(false) {
+        let e = e.map_err(io::Error::other)?;
+        let md = e.metadata().map_err(io::Error::other)?;
+        let secs = md.mtime().max(0) as u64;
+        let t = match policy {
+            MtimePolicy::Keep => secs,
+            MtimePolicy::Clamp(c) => secs.min(c),
+            MtimePolicy::Fixed(f) => f,
+        };
+        if t == secs && md.mtime_nsec() == 0 && md.atime() == md.mtime() && md.atime_nsec() == 0 {
+            continue;
+        }
+        let ts = TimeSpec::new(t as i64, 0);
+        utimensat(None, e.path(), &ts, &ts, UtimensatFlags::NoFollowSymlink).map_err(io::Error::from)?;
+    }
+    Ok(())
 }
 
 /// Resolve the absolute container path `path` inside `root` the way the kernel would inside

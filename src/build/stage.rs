@@ -215,6 +215,17 @@ pub fn run_stage(ctx: &Ctx<'_>, idx: usize) -> Result<StageState, BuildError> {
                 message: format!("{e}; load it first with `rbuild load -i FILE` (rbuild does not pull)"),
             })?;
             let digest = rec.manifest_desc.digest.to_string();
+            if let Some(want) = &plan.platform {
+                // rbuild does not pull, so it cannot pick another variant: warn like BuildKit.
+                let mut parts = want.split('/');
+                let (os, arch) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                let (have_os, have_arch) = (rec.config.os.as_str(), rec.config.architecture.as_str());
+                if (!os.is_empty() && os != have_os) || (!arch.is_empty() && arch != have_arch) {
+                    ctx.progress.warn(format!(
+                        "InvalidBaseImagePlatform: base image {r} has platform {have_os}/{have_arch}, expected {want} for the current build ({from_loc})"
+                    ));
+                }
+            }
             if rec.manifest.layers.len() != rec.config.rootfs.diff_ids.len() {
                 return Err(BuildError::Step {
                     location: from_loc,
@@ -379,10 +390,13 @@ pub fn run_stage(ctx: &Ctx<'_>, idx: usize) -> Result<StageState, BuildError> {
                     ctx.cached.fetch_add(1, Ordering::Relaxed);
                     ctx.progress.send(BuildEvent::StepCached { id: info.id });
                 }
-                Ok(false) => ctx.progress.send(BuildEvent::StepDone { id: info.id, elapsed: info.start.elapsed() }),
+                Ok(false) => {
+                    ctx.fresh.fetch_add(1, Ordering::Relaxed);
+                    ctx.progress.send(BuildEvent::StepDone { id: info.id, elapsed: info.start.elapsed() })
+                }
                 Err(e) => {
                     let msg = match &e {
-                        BuildError::Cancelled => "cancelled".to_string(),
+                        BuildError::Cancelled | BuildError::CancelledKept(_) => "cancelled".to_string(),
                         e => e.to_string().lines().next().unwrap_or("").to_string(),
                     };
                     ctx.progress.send(BuildEvent::StepFailed { id: info.id, elapsed: info.start.elapsed(), error: msg });

@@ -14,7 +14,7 @@ use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct BuildArgs {
-    /// Build context directory
+    /// Build context directory, or - for a tar (optionally gzip) on stdin
     #[arg(default_value = ".")]
     pub context: PathBuf,
     /// Name and optionally a tag (name:tag); may be given several times
@@ -133,10 +133,53 @@ fn parse_output(s: &str) -> anyhow::Result<Output> {
 
 pub fn run(g: &Globals, a: BuildArgs) -> anyhow::Result<u8> {
     let cancel = Cancel::new();
-    cancel.on_signals().context("installing the signal handler")?;
+    cancel
+        .on_signals_then(|| {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("build cancelled (second signal): temporary files were removed");
+            }
+        })
+        .context("installing the signal handler")?;
 
-    let mut opts = BuildOptions::new(&a.context);
-    opts.dockerfile = a.file.clone();
+    let root = g.root_dir();
+    let store = Store::open(&root).with_context(|| format!("opening the store at {}", root.display()))?;
+    let ctx_from_stdin = a.context.as_os_str() == "-";
+    let df_from_stdin = a.file.as_ref().is_some_and(|f| f.as_os_str() == "-");
+    if ctx_from_stdin && df_from_stdin {
+        bail!("-f - and a context of - both read stdin: give one of them as a path");
+    }
+    // A context tar on stdin is unpacked (with the layer unpacker's path checks) into a
+    // temp dir named like the build's own, so a killed build's copy is swept too.
+    let stdin_ctx = if ctx_from_stdin {
+        let tmp = store.tmp_dir();
+        std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("build-{}-stdin-context-", std::process::id()))
+            .tempdir_in(&tmp)
+            .with_context(|| format!("creating a temp dir in {}", tmp.display()))?;
+        let rd = crate::snapshot::maybe_decompress(std::io::stdin().lock())
+            .context("reading the build context tar from stdin")?;
+        crate::snapshot::unpack_layer(rd, dir.path())
+            .context("unpacking the build context tar from stdin (give a tar, optionally gzip-compressed)")?;
+        cancel.track_tmp(dir.path().to_path_buf());
+        Some(dir)
+    } else {
+        None
+    };
+    let context = match &stdin_ctx {
+        Some(d) => d.path().to_path_buf(),
+        None => a.context.clone(),
+    };
+    let mut opts = BuildOptions::new(&context);
+    if df_from_stdin {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes)
+            .context("reading the Dockerfile from stdin")?;
+        opts.dockerfile_bytes = Some(bytes);
+    } else {
+        opts.dockerfile = a.file.clone();
+    }
     opts.tags = a.tags.clone();
     opts.target = a.target.clone();
     opts.no_cache = a.no_cache;
@@ -164,8 +207,6 @@ pub fn run(g: &Globals, a: BuildArgs) -> anyhow::Result<u8> {
     opts.cache_from = a.cache_from.iter().map(|s| parse_cache_from(s)).collect::<anyhow::Result<_>>()?;
     opts.cache_to = a.cache_to.as_deref().map(parse_cache_to).transpose()?;
 
-    let root = g.root_dir();
-    let store = Store::open(&root).with_context(|| format!("opening the store at {}", root.display()))?;
     let mode = if a.quiet { ProgressMode::Quiet } else { a.progress };
     let (sink, renderer) = Renderer::start(mode);
     let want_report = a.timings.is_some() || a.metadata_file.is_some();

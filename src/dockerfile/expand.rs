@@ -55,6 +55,18 @@ pub struct ExpandError {
     pub kind: ExpandErrorKind,
 }
 
+impl ExpandError {
+    /// The error for `word`; a very long word is shortened (to its first 120 chars and `...`)
+    /// so the message stays one readable line.
+    fn new(word: &str, kind: ExpandErrorKind) -> Self {
+        let word = match word.char_indices().nth(120) {
+            Some((i, _)) => format!("{}...", &word[..i]),
+            None => word.to_string(),
+        };
+        ExpandError { word, kind }
+    }
+}
+
 /// The reasons an expansion fails.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ExpandErrorKind {
@@ -84,6 +96,9 @@ pub enum ExpandErrorKind {
         /// The user's message, or `is not allowed to be unset` / `is not allowed to be empty`.
         message: String,
     },
+    /// `${...}` nested deeper than [`MAX_NESTING`] levels.
+    #[error("substitutions nested too deeply (more than {MAX_NESTING} levels of ${{...}}); simplify the expression")]
+    NestedTooDeeply,
     /// A `#`, `%` or `/` pattern that cannot be used (a bad escape).
     #[error("invalid pattern ({pattern}) in substitution: {reason}")]
     InvalidPattern {
@@ -93,6 +108,10 @@ pub enum ExpandErrorKind {
         reason: String,
     },
 }
+
+/// How deep `${...}` substitutions may nest inside each other. Bounded so that no input can
+/// exhaust the stack (the lexer is recursive); real Dockerfiles nest a few levels at most.
+pub const MAX_NESTING: usize = 100;
 
 /// The full result of expanding one word.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -145,10 +164,7 @@ pub fn expand(
             matched: lexer.matched,
             unmatched: lexer.unmatched,
         }),
-        Err(kind) => Err(ExpandError {
-            word: word.to_string(),
-            kind,
-        }),
+        Err(kind) => Err(ExpandError::new(word, kind)),
     }
 }
 
@@ -163,10 +179,7 @@ pub fn expand_heredoc(
     lexer
         .process_stop_on(None, false)
         .map(|(value, _)| value)
-        .map_err(|kind| ExpandError {
-            word: body.to_string(),
-            kind,
-        })
+        .map_err(|kind| ExpandError::new(body, kind))
 }
 
 /// The names of the variables a word references, whatever their values: what a cache key
@@ -184,10 +197,7 @@ pub fn referenced_vars(word: &str, escape: char) -> Result<BTreeSet<String>, Exp
             .chain(lexer.unmatched)
             .filter(|n| is_name(n))
             .collect()),
-        Err(kind) => Err(ExpandError {
-            word: word.to_string(),
-            kind,
-        }),
+        Err(kind) => Err(ExpandError::new(word, kind)),
     }
 }
 
@@ -259,6 +269,8 @@ struct Lexer<'a> {
     process_quotes: bool,
     matched: BTreeSet<String>,
     unmatched: BTreeSet<String>,
+    /// Current `${...}` nesting depth.
+    depth: usize,
 }
 
 impl<'a> Lexer<'a> {
@@ -278,6 +290,7 @@ impl<'a> Lexer<'a> {
             process_quotes: true,
             matched: BTreeSet::new(),
             unmatched: BTreeSet::new(),
+            depth: 0,
         }
     }
 
@@ -444,6 +457,16 @@ impl<'a> Lexer<'a> {
     }
 
     fn process_dollar(&mut self) -> Result<String, ExpandErrorKind> {
+        if self.depth >= MAX_NESTING {
+            return Err(ExpandErrorKind::NestedTooDeeply);
+        }
+        self.depth += 1;
+        let r = self.process_dollar_inner();
+        self.depth -= 1;
+        r
+    }
+
+    fn process_dollar_inner(&mut self) -> Result<String, ExpandErrorKind> {
         self.pos += 1; // the '$'
         if self.peek() != Some('{') {
             let name = self.process_name();

@@ -71,6 +71,17 @@ pub enum ContextError {
         pattern: String,
     },
     /// A symlink chain that never ends.
+    #[error("{path}: the symbolic link {link} points outside the build context; copy the file into the context instead")]
+    OutsideContext {
+        /// The source as written.
+        path: String,
+        /// The symlink (relative to the context root) whose target leaves the context.
+        link: String,
+    },
+    /// Hashing was stopped (the build was cancelled).
+    #[error("interrupted")]
+    Interrupted,
+    /// A symlink chain that does not end.
     #[error("{path}: too many levels of symbolic links")]
     SymlinkLoop {
         /// The source path.
@@ -206,8 +217,13 @@ pub struct ContextIndex {
 /// One thing a COPY source selects: the matched path and the entries it copies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceMatch {
-    /// The matched path (after following a symlink source), relative to the context root.
+    /// The matched path (after following symlinks in the source), relative to the context root.
     pub root: String,
+    /// The base name of the source as written (or as matched by a wildcard), before any
+    /// symlink is followed: what a file source is called in a destination directory
+    /// (BuildKit's rule: `COPY link.txt /d/` gives `/d/link.txt` even when `link.txt` is a
+    /// symlink to `real.txt`).
+    pub name: String,
     /// Its type: a directory's contents are copied, not the directory itself.
     pub kind: EntryKind,
     /// For a directory: every entry below it (relative to the context root), sorted, parents
@@ -350,41 +366,86 @@ impl ContextIndex {
             }
             Ok(out)
         } else {
-            if !clean.is_empty() && !self.entries.contains_key(&clean) {
-                return Err(ContextError::NotFound { path: source.to_string() });
-            }
             Ok(vec![self.match_at(&clean, source)?])
         }
     }
 
     fn match_at(&self, rel: &str, source: &str) -> Result<SourceMatch, ContextError> {
-        let mut rel = rel.to_string();
-        // Follow a symlink named as the source, scoped to the context root.
-        for _ in 0..40 {
-            let Some(e) = self.entries.get(&rel) else {
-                return Err(ContextError::NotFound { path: source.to_string() });
+        let name = rel.rsplit('/').next().unwrap_or(rel).to_string();
+        let rel = self.resolve(rel, source)?;
+        let Some(e) = self.entries.get(&rel) else {
+            return Err(ContextError::NotFound { path: source.to_string() });
+        };
+        match e.kind {
+            EntryKind::Dir => {
+                let entries = self.below(&rel).map(|e| e.rel.clone()).collect();
+                Ok(SourceMatch { root: rel, name, kind: EntryKind::Dir, entries })
+            }
+            kind => Ok(SourceMatch { root: rel.clone(), name, kind, entries: vec![rel] }),
+        }
+    }
+
+    /// Follow every symlink in `rel` (a cleaned relative path), each component in turn, as
+    /// Docker does for COPY sources: absolute targets start at the context root, and a
+    /// relative target that climbs above the root is an error (it points outside the
+    /// context). The result names an entry of the index, or is a path that does not exist.
+    fn resolve(&self, rel: &str, source: &str) -> Result<String, ContextError> {
+        let mut todo: std::collections::VecDeque<String> =
+            rel.split('/').filter(|c| !c.is_empty()).map(str::to_string).collect();
+        let mut done: Vec<String> = Vec::new();
+        let mut links = 0;
+        while let Some(c) = todo.pop_front() {
+            match c.as_str() {
+                "." => continue,
+                ".." => {
+                    // Only reachable through a symlink target (sources are cleaned).
+                    if done.pop().is_none() {
+                        return Err(ContextError::OutsideContext { path: source.to_string(), link: done.join("/") });
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            done.push(c);
+            let cur = done.join("/");
+            let Some(e) = self.entries.get(&cur) else {
+                // Missing: the rest cannot resolve either.
+                done.extend(todo.drain(..));
+                return Ok(done.join("/"));
             };
-            match e.kind {
-                EntryKind::Symlink => {
-                    let target = e.link_target.clone().unwrap_or_default();
-                    let joined = if target.starts_with('/') {
-                        target
-                    } else {
-                        match rel.rsplit_once('/') {
-                            Some((dir, _)) => format!("{dir}/{target}"),
-                            None => target,
+            if e.kind != EntryKind::Symlink {
+                continue;
+            }
+            links += 1;
+            if links > 40 {
+                return Err(ContextError::SymlinkLoop { path: source.to_string() });
+            }
+            let target = e.link_target.clone().unwrap_or_default();
+            done.pop();
+            if target.starts_with('/') {
+                done.clear();
+            }
+            // Check the climb before splicing the target in, to name the link in the error.
+            let mut depth = done.len() as i64;
+            for t in target.split('/') {
+                match t {
+                    "" | "." => {}
+                    ".." => {
+                        depth -= 1;
+                        if depth < 0 {
+                            return Err(ContextError::OutsideContext { path: source.to_string(), link: cur });
                         }
-                    };
-                    rel = clean_rel(&joined);
+                    }
+                    _ => depth += 1,
                 }
-                EntryKind::Dir => {
-                    let entries = self.below(&rel).map(|e| e.rel.clone()).collect();
-                    return Ok(SourceMatch { root: rel, kind: EntryKind::Dir, entries });
+            }
+            for t in target.split('/').rev() {
+                if !t.is_empty() {
+                    todo.push_front(t.to_string());
                 }
-                kind => return Ok(SourceMatch { root: rel.clone(), kind, entries: vec![rel] }),
             }
         }
-        Err(ContextError::SymlinkLoop { path: source.to_string() })
+        Ok(done.join("/"))
     }
 
     /// Entries strictly below directory `dir` ("" = everything), sorted, parents first.
@@ -406,6 +467,17 @@ impl ContextIndex {
         matches: &[SourceMatch],
         cache: &StatCache,
     ) -> Result<SelectionDigest, ContextError> {
+        self.digest_selection_until(matches, cache, &|| false)
+    }
+
+    /// [`ContextIndex::digest_selection`] that gives up with [`ContextError::Interrupted`]
+    /// as soon as `stop()` says so (checked before each file and while reading it).
+    pub fn digest_selection_until(
+        &self,
+        matches: &[SourceMatch],
+        cache: &StatCache,
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> Result<SelectionDigest, ContextError> {
         let mut files: Vec<&Entry> = matches
             .iter()
             .flat_map(|m| m.entries.iter())
@@ -420,8 +492,11 @@ impl ContextIndex {
                 if let Some(h) = cache.lookup(&e.rel, &e.stat) {
                     return Ok((e.rel.clone(), h, 0));
                 }
+                if stop() {
+                    return Err(ContextError::Interrupted);
+                }
                 let path = self.root.join(&e.rel);
-                let h = hash_file(&path)?;
+                let h = hash_file_until(&path, stop)?;
                 if e.stat.mtime_ns.max(e.stat.ctime_ns) + RACY_WINDOW_NS < self.scanned_ns {
                     cache.record(&e.rel, e.stat, h);
                 }
@@ -437,6 +512,7 @@ impl ContextIndex {
         for m in matches {
             put(&mut h, b"match");
             put(&mut h, m.root.as_bytes());
+            put(&mut h, m.name.as_bytes());
             put(&mut h, m.kind.tag());
             for rel in &m.entries {
                 let Some(e) = self.entries.get(rel) else { continue };
@@ -485,10 +561,22 @@ fn put(h: &mut Sha256, b: &[u8]) {
 
 /// SHA-256 of a file's content, streamed.
 pub fn hash_file(path: &Path) -> Result<[u8; 32], ContextError> {
+    hash_file_until(path, &|| false)
+}
+
+/// [`hash_file`], checking `stop()` every 4 MiB.
+fn hash_file_until(path: &Path, stop: &(dyn Fn() -> bool + Sync)) -> Result<[u8; 32], ContextError> {
     let mut f = File::open(path).map_err(|e| io_err(path, e))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
+    let mut since_check = 0usize;
     loop {
+        if since_check >= 4 << 20 {
+            if stop() {
+                return Err(ContextError::Interrupted);
+            }
+            since_check = 0;
+        }
         let n = match f.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
@@ -496,6 +584,7 @@ pub fn hash_file(path: &Path) -> Result<[u8; 32], ContextError> {
             Err(e) => return Err(io_err(path, e)),
         };
         h.update(&buf[..n]);
+        since_check += n;
     }
     Ok(h.finalize().into())
 }
@@ -849,6 +938,7 @@ mod tests {
         assert_eq!(m[0].root, "src/main.py");
         let m = idx.select("link").unwrap();
         assert_eq!(m[0].root, "src/main.py");
+        assert_eq!(m[0].name, "link", "a symlink source keeps its own name in the destination");
         let all = idx.select(".").unwrap();
         assert_eq!(all[0].root, "");
         assert!(all[0].entries.contains(&"secret.env".to_string()));

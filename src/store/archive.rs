@@ -848,8 +848,39 @@ impl Store {
         let mut index = Index::default();
         let mut written = std::collections::HashSet::new();
         for (img, tags) in images {
-            let mut blobs = vec![img.manifest_desc.digest.clone(), img.id.clone()];
-            blobs.extend(img.manifest.layers.iter().map(|l| l.digest.clone()));
+            // Built layers are stored as plain tars; they leave the machine gzipped, under a
+            // manifest written for the archive (same config, so the same image ID).
+            let mut layers = Vec::new();
+            let mut stored_layers = Vec::new();
+            let mut changed = false;
+            for l in &img.manifest.layers {
+                if l.media_type == media::OCI_LAYER_TAR && !is_gzip(&self.blob_path(&l.digest))? {
+                    let (file, desc) = self.gzip_layer(l)?;
+                    if written.insert(desc.digest.clone()) {
+                        append(tb, &format!("blobs/sha256/{}", desc.digest.hex()), desc.size, file)?;
+                    }
+                    layers.push(desc);
+                    changed = true;
+                } else {
+                    layers.push(l.clone());
+                    stored_layers.push(l.digest.clone());
+                }
+            }
+            let mut manifest_desc = img.manifest_desc.clone();
+            let mut blobs = vec![img.id.clone()];
+            if changed {
+                let mut m = img.manifest.clone();
+                m.layers = layers.clone();
+                let bytes = to_json(&m)?;
+                manifest_desc.digest = Digest::of_bytes(&bytes);
+                manifest_desc.size = bytes.len() as u64;
+                if written.insert(manifest_desc.digest.clone()) {
+                    append(tb, &format!("blobs/sha256/{}", manifest_desc.digest.hex()), manifest_desc.size, &bytes[..])?;
+                }
+            } else {
+                blobs.push(img.manifest_desc.digest.clone());
+            }
+            blobs.extend(stored_layers);
             for d in blobs {
                 if written.insert(d.clone()) {
                     let f = self.open_blob(&d)?;
@@ -858,10 +889,10 @@ impl Store {
                 }
             }
             if tags.is_empty() {
-                index.manifests.push(img.manifest_desc.clone());
+                index.manifests.push(manifest_desc.clone());
             }
             for t in tags {
-                let mut e = img.manifest_desc.clone();
+                let mut e = manifest_desc.clone();
                 e.annotations
                     .insert(ANNOTATION_REF_NAME.into(), t.familiar_tagged());
                 e.annotations
@@ -874,6 +905,51 @@ impl Store {
             source,
         })?;
         append(tb, "index.json", bytes.len() as u64, &bytes[..])
+    }
+}
+
+impl Store {
+    /// Gzip a plain layer blob into an unnamed temp file (deterministic header: no name,
+    /// mtime 0); returns the file at its start and the gzip layer's descriptor.
+    fn gzip_layer(&self, l: &Descriptor) -> Result<(File, Descriptor)> {
+        use sha2::Digest as _;
+        struct Hashing<W> {
+            inner: W,
+            hash: sha2::Sha256,
+            size: u64,
+        }
+        impl<W: Write> Write for Hashing<W> {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                let n = self.inner.write(buf)?;
+                self.hash.update(&buf[..n]);
+                self.size += n as u64;
+                Ok(n)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                self.inner.flush()
+            }
+        }
+        let tmp = self.tmp_dir();
+        let mut t = tempfile::tempfile_in(&tmp).at(&tmp)?;
+        let path = self.blob_path(&l.digest);
+        let (hash, size) = {
+            let out = Hashing { inner: BufWriter::new(&mut t), hash: sha2::Sha256::new(), size: 0 };
+            let mut gz = flate2::GzBuilder::new()
+                .mtime(0)
+                .operating_system(255)
+                .write(out, flate2::Compression::new(6));
+            io::copy(&mut BufReader::with_capacity(256 << 10, self.open_blob(&l.digest)?), &mut gz).at(&path)?;
+            let mut out = gz.finish().at(&path)?;
+            out.flush().at(&tmp)?;
+            (out.hash.finalize(), out.size)
+        };
+        t.rewind().at(&tmp)?;
+        let digest = Digest::from_hex(&hex::encode(hash)).map_err(|e| StoreError::Unsupported(e.to_string()))?;
+        let mut desc = l.clone();
+        desc.media_type = media::OCI_LAYER_GZIP.to_string();
+        desc.digest = digest;
+        desc.size = size;
+        Ok((t, desc))
     }
 }
 

@@ -1,0 +1,164 @@
+//! Checks of every step of the stages to build, before anything runs: an unsupported flag
+//! or a value Docker rejects (STOPSIGNAL, EXPOSE, an empty `--from`) fails the build at
+//! once with its `Dockerfile:LINE:COL` location, instead of after earlier steps ran.
+
+use crate::dockerfile::ast::{Instruction, Mount, Security};
+use crate::plan::graph::is_remote_source;
+use crate::plan::stages::{ScopedInstruction, StageError};
+
+use super::{BuildError, Ctx};
+
+/// Check every instruction (and base-stage ONBUILD trigger) of the needed stages.
+pub(crate) fn validate(ctx: &Ctx<'_>) -> Result<(), BuildError> {
+    for &i in &ctx.graph.stages.order {
+        let Some(scoped) = ctx.graph.scoped.get(i).and_then(Option::as_ref) else { continue };
+        for t in scoped.triggers.iter().chain(&scoped.instructions) {
+            if let Err(message) = check(&t.expanded) {
+                return Err(at(ctx, t, message));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn at(ctx: &Ctx<'_>, t: &ScopedInstruction, message: String) -> BuildError {
+    BuildError::Plan(StageError::At {
+        path: ctx.dockerfile_display.clone(),
+        line: t.span.start.line,
+        col: t.span.start.col.max(1),
+        message,
+    })
+}
+
+/// What is wrong with one expanded instruction.
+pub(crate) fn check(instr: &Instruction) -> Result<(), String> {
+    match instr {
+        Instruction::Run(r) => {
+            if r.security == Some(Security::Insecure) {
+                return Err("RUN --security=insecure is not supported yet".into());
+            }
+            for m in &r.mounts {
+                match m {
+                    Mount::Bind { readwrite: true, .. } => {
+                        return Err("RUN --mount=type=bind,rw is not supported yet; mount it read-only".into())
+                    }
+                    Mount::Cache { from, source, readonly, .. }
+                        if from.is_some() || source.is_some() || *readonly =>
+                    {
+                        return Err("RUN --mount=type=cache with from=, source= or ro is not supported yet".into())
+                    }
+                    Mount::Bind { from: Some(f), .. } if f.is_empty() => {
+                        return Err("RUN --mount from= is empty: name a stage or an image".into())
+                    }
+                    Mount::Tmpfs { .. } => return Err("RUN --mount=type=tmpfs is not supported yet".into()),
+                    Mount::Secret { .. } => return Err("RUN --mount=type=secret is not supported yet".into()),
+                    Mount::Ssh { .. } => return Err("RUN --mount=type=ssh is not supported yet".into()),
+                    _ => {}
+                }
+            }
+        }
+        Instruction::Copy(c) => {
+            if c.parents {
+                return Err("COPY --parents is not supported yet".into());
+            }
+            if !c.exclude.is_empty() {
+                return Err("COPY --exclude is not supported yet; use .dockerignore".into());
+            }
+            if c.from.as_deref().is_some_and(|f| f.trim().is_empty()) {
+                return Err("COPY --from is empty: name a stage, a stage index or an image, or drop --from to copy from the context".into());
+            }
+        }
+        Instruction::Add(a) => {
+            if a.sources.iter().any(is_remote_source) {
+                return Err("ADD from a URL or git repository is not supported yet; download the file into the context and COPY it".into());
+            }
+            if !a.exclude.is_empty() {
+                return Err("ADD --exclude is not supported yet; use .dockerignore".into());
+            }
+        }
+        Instruction::Stopsignal(t) => check_signal(&t.value)?,
+        Instruction::Expose(w) => {
+            for p in &w.words {
+                check_port(p)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Docker's `signal.ParseSignal`: a number > 0, or a name with or without `SIG`
+/// (case-insensitive), including `RTMIN+n` / `RTMAX-n`.
+fn check_signal(raw: &str) -> Result<(), String> {
+    let bad = || format!("STOPSIGNAL: invalid signal: {raw}; use a name such as SIGTERM or a number");
+    if let Ok(n) = raw.parse::<i64>() {
+        return if (1..=64).contains(&n) { Ok(()) } else { Err(bad()) };
+    }
+    let up = raw.to_ascii_uppercase();
+    let name = up.strip_prefix("SIG").unwrap_or(&up);
+    let rt = |s: &str, sign: char| -> bool {
+        match s.split_once(sign) {
+            Some((_, n)) => n.parse::<u32>().is_ok_and(|n| (1..=15).contains(&n)),
+            None => s.is_empty(),
+        }
+    };
+    if let Some(rest) = name.strip_prefix("RTMIN") {
+        return if rt(rest, '+') { Ok(()) } else { Err(bad()) };
+    }
+    if let Some(rest) = name.strip_prefix("RTMAX") {
+        return if rt(rest, '-') { Ok(()) } else { Err(bad()) };
+    }
+    // Names Go's syscall knows on Linux (moby/sys/signal's SignalMap).
+    const NAMES: &[&str] = &[
+        "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL", "PIPE",
+        "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP", "TTIN", "TTOU",
+        "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ", "UNUSED",
+    ];
+    if NAMES.contains(&name) {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
+/// Docker's `nat.ParsePortSpecs` for EXPOSE: `port[-port][/tcp|udp|sctp]`.
+fn check_port(spec: &str) -> Result<(), String> {
+    let (ports, proto) = match spec.split_once('/') {
+        Some((p, proto)) => (p, proto),
+        None => (spec, "tcp"),
+    };
+    if !["tcp", "udp", "sctp"].contains(&proto.to_ascii_lowercase().as_str()) {
+        return Err(format!("EXPOSE {spec}: invalid proto: {proto}; use tcp, udp or sctp"));
+    }
+    let port = |p: &str| p.parse::<u16>().is_ok();
+    let ok = match ports.split_once('-') {
+        Some((a, b)) => port(a) && port(b) && a.parse::<u16>().ok() <= b.parse::<u16>().ok(),
+        None => port(ports),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("EXPOSE {spec}: invalid containerPort: {ports}; use a number from 1 to 65535"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_and_ports() {
+        for s in ["SIGTERM", "term", "9", "SIGRTMIN+3", "RTMAX-1", "SIGWINCH"] {
+            assert!(check_signal(s).is_ok(), "{s}");
+        }
+        for s in ["SIGFOO", "0", "-1", "99", "RTMIN+99", ""] {
+            assert!(check_signal(s).is_err(), "{s}");
+        }
+        for p in ["80", "53/udp", "8000-8010/tcp", "1/SCTP"] {
+            assert!(check_port(p).is_ok(), "{p}");
+        }
+        assert!(check_port("1/bogus").unwrap_err().contains("invalid proto"));
+        assert!(check_port("99999").unwrap_err().contains("invalid containerPort"));
+        assert!(check_port("9-1").is_err());
+    }
+}
