@@ -26,7 +26,10 @@
 //! <root>/containers/<id>/  state of `rbuild run` containers
 //! <root>/context-cache/<hash>.json   per-context stat cache (path, size, mtime, inode, ctime → digest)
 //! <root>/cache-mounts/<hash>/         contents of `RUN --mount=type=cache`
-//! <root>/tmp/              staging of loads and builds (removed when they end)
+//! <root>/layers/<diffid>.json   uncompressed size of a layer (Docker's SIZE)
+//! <root>/explain/<step>.json     the last key inputs of each build step, for --explain
+//! <root>/tmp/              staging of loads and builds (removed when they end; a load's dir
+//!                          holds a locked `.lease`, so `prune` removes only dead ones)
 //! <root>/index.lock        held while index.json is rewritten (tags never get lost)
 //! <root>/gc.lock           builds hold it shared, `prune` exclusive
 //! ```
