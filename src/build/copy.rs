@@ -271,15 +271,10 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
             content: &content,
         },
     );
-    ctx.explain.key(info.id, &key, selection, bytes_hashed);
-    let hex = key_hex(&key.digest);
-    if !ctx.opts.no_cache {
-        if let Some(rec) = ctx.cache_lookup(hex) {
-            s.apply_record(&key.digest, &rec);
-            return Ok(true);
-        }
+    if s.reuse_cached(ctx, &key, info, selection, bytes_hashed) {
+        return Ok(true);
     }
-    ctx.explain.miss(ctx, info.id);
+    let hex = key_hex(&key.digest);
 
     let lower = lower_dirs(ctx.store, &s.layers)?;
     let src_lower = match &from {
@@ -409,15 +404,10 @@ fn empty_index(ctx: &Ctx<'_>) -> Result<ContextIndex, BuildError> {
 /// WORKDIR: create the directory when missing (a layer only then, as BuildKit).
 pub fn workdir_step(ctx: &Ctx<'_>, s: &mut StageState, path: &str, info: &StepInfo) -> Result<bool, BuildError> {
     let key = cachekey::workdir_key(&s.key, path, s.user().as_deref());
-    ctx.explain.key(info.id, &key, None, 0);
-    let hex = key_hex(&key.digest);
-    if !ctx.opts.no_cache {
-        if let Some(rec) = ctx.cache_lookup(hex) {
-            s.apply_record(&key.digest, &rec);
-            return Ok(true);
-        }
+    if s.reuse_cached(ctx, &key, info, None, 0) {
+        return Ok(true);
     }
-    ctx.explain.miss(ctx, info.id);
+    let hex = key_hex(&key.digest);
     let lower = lower_dirs(ctx.store, &s.layers)?;
     let scratch = Scratch::new(&ctx.tmp, "workdir-")?;
     let mode = ctx.root_mode();

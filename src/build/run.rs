@@ -91,15 +91,10 @@ pub fn run_step(
     let mounts_plan = plan_mounts(ctx, r, info)?;
     let input = RunInput { mounts: mounts_plan.iter().map(|m| m.key.clone()).collect(), ..input };
     let key = cachekey::run_key(&s.key, &input);
-    ctx.explain.key(info.id, &key, None, 0);
-    let hex = key_hex(&key.digest);
-    if !ctx.opts.no_cache {
-        if let Some(rec) = ctx.cache_lookup(hex) {
-            s.apply_record(&key.digest, &rec);
-            return Ok(true);
-        }
+    if s.reuse_cached(ctx, &key, info, None, 0) {
+        return Ok(true);
     }
-    ctx.explain.miss(ctx, info.id);
+    let hex = key_hex(&key.digest);
 
     let lower = lower_dirs(ctx.store, &s.layers)?;
     let scratch = Scratch::new(&ctx.tmp, "run-")?;

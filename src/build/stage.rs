@@ -117,6 +117,28 @@ impl StageState {
             empty_layer: empty,
         });
     }
+
+    /// The one cache check every step with a key makes: record the key for `--explain`,
+    /// look it up (local store, then `--cache-from` sources) unless `--no-cache`, and on a hit
+    /// apply the record. On a miss, `--explain` learns why; the caller then runs the step.
+    pub(crate) fn reuse_cached(
+        &mut self,
+        ctx: &Ctx<'_>,
+        key: &cachekey::CacheKey,
+        info: &StepInfo,
+        selection: Option<super::explain::Selection>,
+        bytes_hashed: u64,
+    ) -> bool {
+        ctx.explain.key(info.id, key, selection, bytes_hashed);
+        if !ctx.opts.no_cache {
+            if let Some(rec) = ctx.cache_lookup(super::run::key_hex(&key.digest)) {
+                self.apply_record(&key.digest, &rec);
+                return true;
+            }
+        }
+        ctx.explain.miss(ctx, info.id);
+        false
+    }
 }
 
 /// The environment of a RUN: the scope's variables (ENV and ARG values, in BuildKit's
