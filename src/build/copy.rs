@@ -274,7 +274,6 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
     if s.reuse_cached(ctx, &key, info, selection, bytes_hashed) {
         return Ok(true);
     }
-    let hex = key_hex(&key.digest);
 
     let lower = lower_dirs(ctx.store, &s.layers)?;
     let src_lower = match &from {
@@ -382,15 +381,7 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
     } else {
         format!("{} {what}:{} in {dest_key}", req.op.to_uppercase(), key_hex(&content))
     };
-    let rec = CacheRecord {
-        layer: Some(layer.desc),
-        diff_id: Some(layer.diff_id),
-        created_by,
-        created: Some(super::image::now_rfc3339(ctx.opts.source_date_epoch)),
-        extra: super::report::with_layer_size(super::trace_extra(&key.trace), tar_size),
-    };
-    ctx.store.cache_put(hex, &rec)?;
-    s.apply_record(&key.digest, &rec);
+    s.commit_layer(ctx, &key, layer, tar_size, created_by)?;
     Ok(false)
 }
 
@@ -418,13 +409,7 @@ pub fn workdir_step(ctx: &Ctx<'_>, s: &mut StageState, path: &str, info: &StepIn
     let rec = if created {
         let epoch = ctx.opts.source_date_epoch.unwrap_or(0).max(0) as u64;
         let (layer, tar_size) = step_layer(ctx.store, mode, &scratch, MtimePolicy::Fixed(epoch))?;
-        CacheRecord {
-            layer: Some(layer.desc),
-            diff_id: Some(layer.diff_id),
-            created_by,
-            created: Some(super::image::now_rfc3339(ctx.opts.source_date_epoch)),
-            extra: super::report::with_layer_size(super::trace_extra(&key.trace), tar_size),
-        }
+        super::stage::layer_record(ctx, &key, layer, tar_size, created_by)
     } else {
         CacheRecord {
             created_by,

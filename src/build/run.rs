@@ -11,7 +11,6 @@ use crate::plan::cachekey::{self, RunInput};
 use crate::progress::{BuildEvent, Stream};
 use crate::sandbox::{self, BindMount, Rootfs, Spec, Stdio};
 use crate::snapshot::MtimePolicy;
-use crate::store::CacheRecord;
 
 use super::rootfs::{lower_dirs, prepare_copies, step_layer, Layer, RootMode, Scratch};
 use super::stage::{StageState, StepInfo};
@@ -94,7 +93,6 @@ pub fn run_step(
     if s.reuse_cached(ctx, &key, info, None, 0) {
         return Ok(true);
     }
-    let hex = key_hex(&key.digest);
 
     let lower = lower_dirs(ctx.store, &s.layers)?;
     let scratch = Scratch::new(&ctx.tmp, "run-")?;
@@ -196,15 +194,7 @@ pub fn run_step(
         CommandLine::Shell(cmd) => format!("RUN {} {}", shell.join(" "), cmd),
         CommandLine::Exec(v) => format!("RUN {}", serde_json::to_string(v).unwrap_or_default()),
     };
-    let rec = CacheRecord {
-        layer: Some(layer.desc),
-        diff_id: Some(layer.diff_id),
-        created_by,
-        created: Some(super::image::now_rfc3339(ctx.opts.source_date_epoch)),
-        extra: super::report::with_layer_size(super::trace_extra(&key.trace), tar_size),
-    };
-    ctx.store.cache_put(hex, &rec)?;
-    s.apply_record(&key.digest, &rec);
+    s.commit_layer(ctx, &key, layer, tar_size, created_by)?;
     Ok(false)
 }
 

@@ -118,6 +118,23 @@ impl StageState {
         });
     }
 
+    /// Record a step that wrote `layer`: its cache record (what `history` shows, when, the
+    /// key's inputs and the layer's size for `--explain` and the reports) goes into the
+    /// store's cache, then into this stage.
+    pub(crate) fn commit_layer(
+        &mut self,
+        ctx: &Ctx<'_>,
+        key: &cachekey::CacheKey,
+        layer: Layer,
+        tar_size: u64,
+        created_by: String,
+    ) -> Result<(), BuildError> {
+        let rec = layer_record(ctx, key, layer, tar_size, created_by);
+        ctx.store.cache_put(super::run::key_hex(&key.digest), &rec)?;
+        self.apply_record(&key.digest, &rec);
+        Ok(())
+    }
+
     /// The one cache check every step with a key makes: record the key for `--explain`,
     /// look it up (local store, then `--cache-from` sources) unless `--no-cache`, and on a hit
     /// apply the record. On a miss, `--explain` learns why; the caller then runs the step.
@@ -138,6 +155,23 @@ impl StageState {
         }
         ctx.explain.miss(ctx, info.id);
         false
+    }
+}
+
+/// The cache record of a step that wrote `layer`.
+pub(crate) fn layer_record(
+    ctx: &Ctx<'_>,
+    key: &cachekey::CacheKey,
+    layer: Layer,
+    tar_size: u64,
+    created_by: String,
+) -> CacheRecord {
+    CacheRecord {
+        layer: Some(layer.desc),
+        diff_id: Some(layer.diff_id),
+        created_by,
+        created: Some(super::image::now_rfc3339(ctx.opts.source_date_epoch)),
+        extra: super::report::with_layer_size(super::trace_extra(&key.trace), tar_size),
     }
 }
 
