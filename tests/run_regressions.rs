@@ -109,7 +109,8 @@ fn it_with_piped_stdin_is_refused_at_once() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    c.stdin.take().unwrap().write_all(b"hi\n").unwrap();
+    // rbuild may refuse and exit before the write: a broken pipe here is the fast path.
+    let _ = c.stdin.take().unwrap().write_all(b"hi\n");
     let deadline = Instant::now() + Duration::from_secs(10);
     while c.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
