@@ -6,21 +6,11 @@ use std::path::{Path, PathBuf};
 
 use rbuild::dockerfile::dockerignore::{read_patterns, Dockerignore, IgnoreError};
 
-/// `$CARGO_MANIFEST_DIR/../shared`, else `/work/shared`; panics when neither exists.
+mod common;
+
+/// The `shared/` folder (see [`common::conformance_dir`]).
 fn shared_dir() -> PathBuf {
-    let candidates = [
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"),
-        PathBuf::from("/work/shared"),
-    ];
-    for c in &candidates {
-        if c.join("conformance/buildkit").is_dir() {
-            return c.clone();
-        }
-    }
-    panic!(
-        "conformance data not found: looked for conformance/buildkit in {candidates:?}; \
-         put the shared/ folder next to the crate"
-    );
+    common::conformance_dir().join("../..")
 }
 
 #[test]

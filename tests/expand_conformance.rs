@@ -9,22 +9,11 @@ use rbuild::dockerfile::expand::{
     expand, expand_word, expand_words, referenced_vars, ExpandErrorKind,
 };
 
-/// `$CARGO_MANIFEST_DIR/../shared`, else `/work/shared`; panics when neither exists,
-/// because a conformance test that silently runs nothing proves nothing.
+mod common;
+
+/// The `shared/` folder (see [`common::conformance_dir`]).
 fn shared_dir() -> PathBuf {
-    let candidates = [
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"),
-        PathBuf::from("/work/shared"),
-    ];
-    for c in &candidates {
-        if c.join("conformance/buildkit").is_dir() {
-            return c.clone();
-        }
-    }
-    panic!(
-        "conformance data not found: looked for conformance/buildkit in {candidates:?}; \
-         put the shared/ folder next to the crate"
-    );
+    common::conformance_dir().join("../..")
 }
 
 fn env_from(pairs: &[(String, String)]) -> impl Fn(&str) -> Option<String> + '_ {

@@ -16,17 +16,10 @@ use std::path::{Path, PathBuf};
 
 use rbuild::dockerfile::{self, Instruction};
 
+mod common;
+
 fn data_dir() -> PathBuf {
-    let candidates = [
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/buildkit"),
-        PathBuf::from("/work/shared/conformance/buildkit"),
-    ];
-    for c in &candidates {
-        if c.join("parser").is_dir() {
-            return c.clone();
-        }
-    }
-    panic!("conformance data not found; looked in {candidates:?}: check out the shared/ folder beside the repo");
+    common::conformance_dir()
 }
 
 fn cases(dir: &Path) -> Vec<PathBuf> {

@@ -143,3 +143,19 @@ pub fn have(prog: &str) -> bool {
         .map(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()))
         .unwrap_or(false)
 }
+
+/// `shared/conformance/buildkit` (BuildKit's test data): `$CARGO_MANIFEST_DIR/../shared`, else
+/// `/work/shared`. Panics when neither exists: a conformance test that silently runs nothing
+/// proves nothing.
+pub fn conformance_dir() -> PathBuf {
+    let candidates = [
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/buildkit"),
+        PathBuf::from("/work/shared/conformance/buildkit"),
+    ];
+    for c in &candidates {
+        if c.is_dir() {
+            return c.clone();
+        }
+    }
+    panic!("conformance data not found: looked in {candidates:?}; put the shared/ folder beside the repo");
+}
