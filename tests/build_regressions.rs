@@ -367,3 +367,26 @@ mod interrupt {
         assert!(leftover_tmp(root.path()).is_empty(), "{:?}", leftover_tmp(root.path()));
     }
 }
+
+/// A build with SOURCE_DATE_EPOCH reused the COPY layers of a build without it, so the image's
+/// files kept mtime 0 instead of the epoch (the epoch was in no cache key).
+#[test]
+fn source_date_epoch_is_part_of_every_layer_key() {
+    use std::os::unix::fs::MetadataExt;
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    write_files(ctx.path(), &[("f", "x\n"), ("Dockerfile", "FROM busybox:local\nCOPY f /f\nRUN touch /r\n")]);
+    assert!(build(root.path(), ctx.path(), &["-t", "sde:0"]).ok());
+    let r = build_env(root.path(), ctx.path(), &["-t", "sde:1000"], &[("SOURCE_DATE_EPOCH", "1000")]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert_eq!(r.rebuilt().len(), 2, "both layers are rebuilt: {}", r.stderr);
+    let f = unpack_image(root.path(), "sde:1000");
+    assert_eq!(std::fs::metadata(f.path().join("f")).unwrap().mtime(), 1000);
+    assert_eq!(std::fs::metadata(f.path().join("r")).unwrap().mtime(), 1000, "RUN times are clamped");
+    // The same epoch again is a hit; no epoch is the first build's layers again.
+    let again = build_env(root.path(), ctx.path(), &["-t", "sde:1000"], &[("SOURCE_DATE_EPOCH", "1000")]);
+    assert!(again.rebuilt().is_empty(), "{}", again.stderr);
+    assert!(build(root.path(), ctx.path(), &["-t", "sde:0"]).rebuilt().is_empty());
+    let f = unpack_image(root.path(), "sde:0");
+    assert_eq!(std::fs::metadata(f.path().join("f")).unwrap().mtime(), 0);
+}

@@ -249,7 +249,7 @@ pub fn run_stage(ctx: &Ctx<'_>, idx: usize) -> Result<StageState, BuildError> {
                 ..Default::default()
             };
             let st = StageState {
-                key: cachekey::base_key(&BaseInput::Scratch).digest,
+                key: cachekey::base_key(&BaseInput::Scratch, ctx.opts.source_date_epoch).digest,
                 layers: Vec::new(),
                 config,
                 pending_created: Vec::new(),
@@ -299,7 +299,7 @@ pub fn run_stage(ctx: &Ctx<'_>, idx: usize) -> Result<StageState, BuildError> {
             let mut config = rec.config.clone();
             config.created = None;
             let st = StageState {
-                key: cachekey::base_key(&BaseInput::Image { manifest_digest: &digest }).digest,
+                key: cachekey::base_key(&BaseInput::Image { manifest_digest: &digest }, ctx.opts.source_date_epoch).digest,
                 layers,
                 config,
                 pending_created: Vec::new(),

@@ -11,6 +11,7 @@
 //! | all      | type tag with version (`rbuild.run.v1`) | a new encoding gets a new tag, so old records stop matching instead of matching wrongly |
 //! | all      | parent key                         | a layer is a diff against its parent's tree: same diff on another tree is another image |
 //! | base     | manifest digest of the FROM image  | the tag text moves; the digest names exactly the layers (`scratch` has its own tag) |
+//! | base     | `SOURCE_DATE_EPOCH`, when set       | it is every COPY/ADD/WORKDIR file's mtime and clamps RUN times: another value is another layer, all the way down |
 //! | RUN      | argv (shell form: SHELL + command text, exec form: the array; heredoc bodies) | the command decides the result |
 //! | RUN      | env passed to the process, sorted by name | a program can read any of it: ENV values and the ARGs in scope (as BuildKit: an ARG changes the keys of the RUNs after it whose env it is in) |
 //! | RUN      | user, workdir                      | files created are owned by USER, relative paths resolve in WORKDIR |
@@ -235,13 +236,17 @@ pub enum BaseInput<'a> {
     },
 }
 
-/// Key of a FROM.
-pub fn base_key(base: &BaseInput<'_>) -> CacheKey {
-    match base {
-        BaseInput::Scratch => KeyBuilder::new("scratch").finish(),
-        BaseInput::Image { manifest_digest } => {
-            KeyBuilder::new("base").str("manifest", manifest_digest).finish()
-        }
+/// Key of a FROM. `source_date_epoch` (when set) decides the times of every layer built on
+/// it, so it is a field of the root of every key chain; unset, the field is left out (and
+/// the keys are those of a build that never heard of it).
+pub fn base_key(base: &BaseInput<'_>, source_date_epoch: Option<i64>) -> CacheKey {
+    let k = match base {
+        BaseInput::Scratch => KeyBuilder::new("scratch"),
+        BaseInput::Image { manifest_digest } => KeyBuilder::new("base").str("manifest", manifest_digest),
+    };
+    match source_date_epoch {
+        Some(t) => k.str("source_date_epoch", &t.to_string()).finish(),
+        None => k.finish(),
     }
 }
 
@@ -453,10 +458,13 @@ mod tests {
 
     #[test]
     fn base_key_uses_digest() {
-        let a = base_key(&BaseInput::Image { manifest_digest: "sha256:aa" });
-        let b = base_key(&BaseInput::Image { manifest_digest: "sha256:bb" });
+        let a = base_key(&BaseInput::Image { manifest_digest: "sha256:aa" }, None);
+        let b = base_key(&BaseInput::Image { manifest_digest: "sha256:bb" }, None);
         assert_ne!(a.digest, b.digest);
-        assert_ne!(base_key(&BaseInput::Scratch).digest, a.digest);
+        assert_ne!(base_key(&BaseInput::Scratch, None).digest, a.digest);
+        let epoch = base_key(&BaseInput::Image { manifest_digest: "sha256:aa" }, Some(0));
+        assert_ne!(epoch.digest, a.digest, "SOURCE_DATE_EPOCH=0 is not the same as unset");
+        assert_ne!(epoch.digest, base_key(&BaseInput::Image { manifest_digest: "sha256:aa" }, Some(1)).digest);
     }
 
     #[test]

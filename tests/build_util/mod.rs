@@ -93,6 +93,7 @@ pub fn build(root: &Path, ctx: &Path, args: &[&str]) -> Run {
 /// [`build`] with extra environment variables.
 pub fn build_env(root: &Path, ctx: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let out = rbuild()
+        .env_remove("SOURCE_DATE_EPOCH")
         .envs(env.iter().copied())
         .arg("--root")
         .arg(root)
@@ -100,7 +101,6 @@ pub fn build_env(root: &Path, ctx: &Path, args: &[&str], env: &[(&str, &str)]) -
         .arg("--progress=plain")
         .args(args)
         .arg(ctx)
-        .env_remove("SOURCE_DATE_EPOCH")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
