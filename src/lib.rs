@@ -23,6 +23,8 @@
 //! <root>/ingest/           blobs being written (temp → fsync → verify digest → rename)
 //! <root>/cache/            cache key → { layer descriptor, diff id, config change }
 //! <root>/snapshots/<id>/   unpacked trees of layers, reused as overlay lower dirs
+//! <root>/files/           big COPY files the layer trees share by hardlink (one inode per
+//!                          content + mode + owner + mtime; see `store/filepool.rs`)
 //! <root>/containers/<id>/  state of `rbuild run` containers
 //! <root>/context-cache/<hash>.json   per-context stat cache (path, size, mtime, inode, ctime → digest)
 //! <root>/cache-mounts/<hash>/         contents of `RUN --mount=type=cache`

@@ -34,6 +34,8 @@
 //! for later steps and `rbuild run` gets exactly the layer's times (see
 //! `rootfs::apply_mtime_policy`), so it equals what a machine that loads the image sees.
 
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -46,11 +48,12 @@ use crate::dockerfile::ast::{Add, Copy, Source};
 use crate::plan::cachekey::{self, CopyInput, CopySource};
 use crate::plan::context::{has_wildcard, ContextIndex, EntryKind, NoFilter, SourceMatch};
 use crate::plan::graph::{is_remote_source, stage_by_name};
+use crate::plan::context::StatKey;
 use crate::snapshot::{self, MtimePolicy, UnpackOptions};
-use crate::store::CacheRecord;
+use crate::store::{CacheRecord, PooledFile, Store, MIN_POOLED_SIZE};
 
 use super::explain::Selection;
-use super::rootfs::{lower_dirs, mkdir_in_root, resolve_in_root, step_layer, with_root, Layer, Scratch};
+use super::rootfs::{lower_dirs, mkdir_in_root, resolve_in_root, step_layer, with_root, Layer, RootMode, Scratch};
 use super::run::key_hex;
 use super::stage::{absolute, StageState, StepInfo};
 use super::{BuildError, Ctx};
@@ -218,6 +221,8 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
     let mut context_matches: Vec<Vec<SourceMatch>> = Vec::new();
     let mut content = String::new();
     let (mut selection, mut bytes_hashed) = (None, 0);
+    // Content hashes of the selected files big enough for the file pool.
+    let mut poolable: HashMap<String, [u8; 32]> = HashMap::new();
     if let From::Context(idx) = &from {
         let mut all = Vec::new();
         for p in &paths {
@@ -230,6 +235,12 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
             crate::plan::context::ContextError::Interrupted => BuildError::Cancelled,
             e => info.err(e.to_string()),
         })?;
+        poolable = d
+            .contents
+            .iter()
+            .filter(|(rel, _)| idx.get(rel).is_some_and(|e| e.size >= MIN_POOLED_SIZE))
+            .cloned()
+            .collect();
         content = d.digest;
         bytes_hashed = d.bytes_read;
         selection = Some(Selection::new(Arc::clone(idx), all, d.contents));
@@ -285,7 +296,11 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
     let req_ref = &req;
     let matches_ref = &context_matches;
     let mode = ctx.root_mode();
-    with_root(mode, &scratch, &lower, src_lower.as_deref(), |root, src_root| {
+    let epoch = ctx.opts.source_date_epoch.unwrap_or(0).max(0) as u64;
+    // The pool needs the step's upper dir (overlay mode) and known content hashes (context).
+    let use_pool = mode == RootMode::Overlay && !poolable.is_empty() && matches!(from, From::Context(_));
+    let poolable_ref = &poolable;
+    let pool_ops = with_root(mode, &scratch, &lower, src_lower.as_deref(), |root, src_root| {
         let owner = match &req_ref.chown {
             Some(c) => Some(resolve_chown(root, c).map_err(|e| info.err(e))?),
             None => None,
@@ -308,7 +323,23 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
             || paths.iter().any(|p| has_wildcard(p)) && matches.iter().map(Vec::len).sum::<usize>() > 1;
         let existing_dir = resolve_in_root(root, &dest_abs, true).map(|p| p.is_dir()).unwrap_or(false);
         let into_dir = dir_hint || multi || existing_dir;
-        let placer = Placer { root, src_base: idx.root(), idx: &idx, owner, keep_owner, chmod: req_ref.chmod, cancel: ctx.cancel };
+        let pool = use_pool.then(|| FilePool {
+            store: ctx.store,
+            hashes: poolable_ref,
+            mtime: epoch,
+            claimed: Default::default(),
+            ops: Default::default(),
+        });
+        let placer = Placer {
+            root,
+            src_base: idx.root(),
+            idx: &idx,
+            owner,
+            keep_owner,
+            chmod: req_ref.chmod,
+            cancel: ctx.cancel,
+            pool: pool.as_ref(),
+        };
         let io = |e: io::Error| {
             if ctx.cancel.is_cancelled() {
                 BuildError::Cancelled
@@ -333,6 +364,7 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
                         }
                         if req_ref.unpack && is_tar(&host_src) {
                             let dir = placer.ensure_dest_dir(&dest_abs).map_err(io)?;
+                            placer.forget(&dir);
                             let f = fs::File::open(&host_src).map_err(io)?;
                             let rd = snapshot::maybe_decompress(f).map_err(|e| info.err(e.to_string()))?;
                             snapshot::unpack_layer_with(rd, &dir, &UnpackOptions::default())
@@ -363,10 +395,17 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
                 placer.write_inline(&target, content.as_bytes()).map_err(io)?;
             }
         }
-        Ok(())
+        Ok(pool.map(|p| p.ops.take()).unwrap_or_default())
     })?;
     ctx.cancel.check()?;
-    let epoch = ctx.opts.source_date_epoch.unwrap_or(0).max(0) as u64;
+    finish_pooled(ctx.store, &scratch.upper(), scratch.path(), pool_ops, epoch).map_err(|e| {
+        if ctx.cancel.is_cancelled() {
+            BuildError::Cancelled
+        } else {
+            info.err(e.to_string())
+        }
+    })?;
+    ctx.cancel.check()?;
     let (layer, tar_size) = step_layer(ctx.store, mode, &scratch, MtimePolicy::Fixed(epoch))?;
     // A layer written after a cancel is not recorded: the build stops here.
     ctx.cancel.check()?;
@@ -431,6 +470,82 @@ struct Placer<'a> {
     keep_owner: bool,
     chmod: Option<u32>,
     cancel: &'a super::Cancel,
+    pool: Option<&'a FilePool<'a>>,
+}
+
+/// The file pool's part in one COPY (see `store/filepool.rs`): big context files whose
+/// content hash is known are hardlinked from the pool instead of copied, or added to it.
+/// Links are made in the upper dir after the overlay is unmounted ([`finish_pooled`]); while
+/// it is mounted the file is an empty placeholder, so paths resolve as for a copy.
+struct FilePool<'a> {
+    store: &'a Store,
+    /// Context path → content SHA-256, for files of at least [`MIN_POOLED_SIZE`].
+    hashes: &'a HashMap<String, [u8; 32]>,
+    mtime: u64,
+    /// Pool entries linked in this step: one inode is linked at most once per layer, so
+    /// two equal files stay two files (not a tar hardlink).
+    claimed: RefCell<HashSet<PooledFile>>,
+    /// What to do to which path of the root (relative) once unmounted; whatever later
+    /// replaces a path in the same COPY (a second source, a heredoc, an extracted tar)
+    /// drops its entry first ([`FilePool::forget`]).
+    ops: RefCell<PoolOps>,
+}
+
+type PoolOps = BTreeMap<PathBuf, PoolOp>;
+
+/// Work on a file of the upper dir once the overlay is unmounted.
+enum PoolOp {
+    /// The path is an empty placeholder: make it a hardlink of `pooled` (or, should that
+    /// have gone, a copy of `src`).
+    Link { pooled: PathBuf, src: PathBuf, key: PooledFile },
+    /// The path is a complete copy of a file with the content `key` names: pool it.
+    Add { key: PooledFile },
+}
+
+impl FilePool<'_> {
+    /// Drop the pending work on `rel` and everything below it.
+    fn forget(&self, rel: &Path) {
+        self.ops.borrow_mut().retain(|p, _| !p.starts_with(rel));
+    }
+}
+
+/// Carry out the pool's work on the step's (unmounted) upper dir; `tmp` is a scratch dir on
+/// the same file system. A failing pool add is ignored (the pool is only a speed-up); a link
+/// that cannot be made is replaced by a copy.
+fn finish_pooled(store: &Store, upper: &Path, tmp: &Path, ops: PoolOps, mtime: u64) -> io::Result<()> {
+    for (rel, op) in ops {
+        let dst = upper.join(&rel);
+        match op {
+            PoolOp::Link { pooled, src, key } => {
+                let md = fs::symlink_metadata(&dst)?;
+                if !md.is_file() || md.len() != 0 {
+                    return Err(io::Error::other(format!("{}: placeholder changed while copying", rel.display())));
+                }
+                let tmp = tmp.join("pool-link");
+                let _ = fs::remove_file(&tmp);
+                match fs::hard_link(&pooled, &tmp) {
+                    Ok(()) => fs::rename(&tmp, &dst)?,
+                    Err(_) => {
+                        let mut from = fs::File::open(&src)?;
+                        let mut to = fs::OpenOptions::new().write(true).truncate(true).open(&dst)?;
+                        io::copy(&mut from, &mut to)?;
+                        set_times(&dst, key.mtime)?;
+                    }
+                }
+            }
+            PoolOp::Add { key } => {
+                set_times(&dst, mtime)?;
+                let _ = store.pool_add(&dst, &key);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn set_times(p: &Path, secs: u64) -> io::Result<()> {
+    use nix::sys::stat::{utimensat, UtimensatFlags};
+    let t = nix::sys::time::TimeSpec::new(secs as i64, 0);
+    utimensat(None, p, &t, &t, UtimensatFlags::NoFollowSymlink).map_err(io::Error::from)
 }
 
 impl Placer<'_> {
@@ -471,8 +586,16 @@ impl Placer<'_> {
         Ok(())
     }
 
+    /// Forget the pool's pending work on `host` (about to be replaced) and below.
+    fn forget(&self, host: &Path) {
+        if let (Some(p), Ok(rel)) = (self.pool, host.strip_prefix(self.root)) {
+            p.forget(rel);
+        }
+    }
+
     fn place(&self, e: &crate::plan::context::Entry, target: &str) -> io::Result<()> {
         let host = self.host_for(target)?;
+        self.forget(&host);
         let (uid, gid) = self.owner_for(e.uid, e.gid);
         let existing = fs::symlink_metadata(&host).ok();
         let mode = self.chmod.unwrap_or(e.mode);
@@ -492,7 +615,27 @@ impl Placer<'_> {
             EntryKind::File => {
                 remove_existing(&host, existing)?;
                 let src = self.src_base.join(&e.rel);
-                copy_file_until(&src, &host, self.cancel)?;
+                let pooled = self.pool.and_then(|p| {
+                    let sha256 = *p.hashes.get(&e.rel)?;
+                    let key = PooledFile { sha256, size: e.size, mode: mode & 0o7777, uid, gid, mtime: p.mtime };
+                    let rel = host.strip_prefix(self.root).ok()?.to_path_buf();
+                    Some((p, key, rel))
+                });
+                if let Some((p, key, rel)) = pooled {
+                    let entry = p.store.pool_find(&key).filter(|_| p.claimed.borrow_mut().insert(key));
+                    if let Some(entry) = entry {
+                        fs::File::create(&host)?;
+                        p.ops.borrow_mut().insert(rel, PoolOp::Link { pooled: entry, src, key });
+                    } else {
+                        let after = copy_file_until(&src, &host, self.cancel)?;
+                        // Pool only what is certainly the hashed content: unchanged since the scan.
+                        if StatKey::of(&after) == e.stat && self.idx.is_settled(e) {
+                            p.ops.borrow_mut().insert(rel, PoolOp::Add { key });
+                        }
+                    }
+                } else {
+                    copy_file_until(&src, &host, self.cancel)?;
+                }
                 std::os::unix::fs::lchown(&host, Some(uid), Some(gid))?;
                 fs::set_permissions(&host, fs::Permissions::from_mode(mode))?;
             }
@@ -508,6 +651,7 @@ impl Placer<'_> {
 
     fn write_inline(&self, target: &str, content: &[u8]) -> io::Result<()> {
         let host = self.host_for(target)?;
+        self.forget(&host);
         let existing = fs::symlink_metadata(&host).ok();
         remove_existing(&host, existing)?;
         fs::write(&host, content)?;
@@ -517,31 +661,21 @@ impl Placer<'_> {
     }
 }
 
-/// A file copy (1 MiB reads) that checks every 8 MiB whether
-/// the build was cancelled.
-fn copy_file_until(src: &Path, dst: &Path, cancel: &super::Cancel) -> io::Result<()> {
-    use std::io::Write;
-    let mut from = fs::File::open(src)?;
+/// A file copy that checks every 8 MiB whether the build was cancelled; returns the
+/// source's metadata after the copy. `io::copy` between two files lets the kernel copy
+/// (`copy_file_range`/`sendfile`): no buffer in this process.
+fn copy_file_until(src: &Path, dst: &Path, cancel: &super::Cancel) -> io::Result<fs::Metadata> {
+    let from = fs::File::open(src)?;
     let mut to = fs::File::create(dst)?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut since_check = 0usize;
     loop {
-        if since_check >= 8 << 20 {
-            if cancel.is_cancelled() {
-                return Err(io::Error::new(io::ErrorKind::Interrupted, "cancelled"));
-            }
-            since_check = 0;
+        if cancel.is_cancelled() {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "cancelled"));
         }
-        let n = match from.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        to.write_all(&buf[..n])?;
-        since_check += n;
+        if io::copy(&mut (&from).take(8 << 20), &mut to)? == 0 {
+            break;
+        }
     }
-    Ok(())
+    from.metadata()
 }
 
 fn remove_existing(host: &Path, existing: Option<fs::Metadata>) -> io::Result<()> {
@@ -614,6 +748,26 @@ pub fn resolve_chown(root: &Path, spec: &str) -> Result<(u32, u32), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_vanished_pool_entry_falls_back_to_a_copy() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(&d.path().join("root")).unwrap();
+        let upper = d.path().join("upper");
+        fs::create_dir_all(upper.join("app")).unwrap();
+        fs::write(upper.join("app/x"), b"").unwrap();
+        fs::write(d.path().join("src"), b"abc").unwrap();
+        let key = PooledFile { sha256: [7; 32], size: 3, mode: 0o644, uid: 0, gid: 0, mtime: 0 };
+        let ops = |pooled: PathBuf| {
+            let op = PoolOp::Link { pooled, src: d.path().join("src"), key };
+            PoolOps::from([(PathBuf::from("app/x"), op)])
+        };
+        finish_pooled(&store, &upper, d.path(), ops(d.path().join("gone")), 0).unwrap();
+        assert_eq!(fs::read(upper.join("app/x")).unwrap(), b"abc");
+        assert_eq!(fs::read_dir(upper.join("app")).unwrap().count(), 1);
+        // A placeholder that is no longer empty means someone wrote it: refuse.
+        assert!(finish_pooled(&store, &upper, d.path(), ops(d.path().join("src")), 0).is_err());
+    }
 
     #[test]
     fn chown_rules() {

@@ -164,13 +164,13 @@ pub fn step_layer(store: &Store, mode: RootMode, scratch: &Scratch, mtime: Mtime
     match mode {
         RootMode::Overlay => write_layer_blob(store, &scratch.upper(), DiffSource::OverlayUpper, mtime),
         RootMode::Copy => {
-            let mut w = store.blob_writer()?.media_type(media::OCI_LAYER_TAR);
+            let mut w = store.blob_writer_unhashed()?.media_type(media::OCI_LAYER_TAR);
             let opts = WriteOptions { mtime, compression: LayerCompression::None };
             let stats = snapshot::diff_trees(&scratch.path().join("base"), &scratch.path().join("rootfs"), &mut w, &opts)
                 .map_err(|e| BuildError::Options(format!("writing the layer: {e}")))?;
-            let desc = w.commit(None)?;
             let diff_id = Digest::parse(&stats.diff_id)
                 .map_err(|e| BuildError::Options(format!("layer writer returned a bad diff id: {e}")))?;
+            let desc = w.commit_as(&diff_id)?;
             let _ = store.record_layer_size(&diff_id, stats.uncompressed_size);
             Ok((Layer { desc, diff_id }, stats.uncompressed_size))
         }
@@ -180,13 +180,14 @@ pub fn step_layer(store: &Store, mode: RootMode, scratch: &Scratch, mtime: Mtime
 /// Write `dir` as a plain (uncompressed) layer blob; returns the layer and the size of its
 /// tar. An overlay upper dir is moved into the store as the layer's snapshot afterwards.
 pub fn write_layer_blob(store: &Store, dir: &Path, source: DiffSource, mtime: MtimePolicy) -> Result<(Layer, u64), BuildError> {
-    let mut w = store.blob_writer()?.media_type(media::OCI_LAYER_TAR);
+    // A plain tar's digest is its diff ID, which the layer writer computes: hash once.
+    let mut w = store.blob_writer_unhashed()?.media_type(media::OCI_LAYER_TAR);
     let opts = WriteOptions { mtime, compression: LayerCompression::None };
     let stats = snapshot::write_layer_with(dir, source, &mut w, &opts)
         .map_err(|e| BuildError::Options(format!("writing the layer: {e}")))?;
-    let desc = w.commit(None)?;
     let diff_id = Digest::parse(&stats.diff_id)
         .map_err(|e| BuildError::Options(format!("layer writer returned a bad diff id: {e}")))?;
+    let desc = w.commit_as(&diff_id)?;
     let _ = store.record_layer_size(&diff_id, stats.uncompressed_size);
     if source == DiffSource::OverlayUpper {
         // The upper dir is already in overlay-lowerdir form: keep it as the layer's snapshot

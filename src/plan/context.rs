@@ -195,7 +195,8 @@ pub struct StatKey {
 }
 
 impl StatKey {
-    fn of(m: &std::fs::Metadata) -> Self {
+    /// The key of a file's metadata.
+    pub fn of(m: &std::fs::Metadata) -> Self {
         StatKey {
             size: m.size(),
             mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
@@ -459,6 +460,12 @@ impl ContextIndex {
             .map(|(_, e)| e)
     }
 
+    /// Was `e` last changed long enough before the scan ([`RACY_WINDOW_NS`]) that an
+    /// unchanged stat means unchanged content?
+    pub fn is_settled(&self, e: &Entry) -> bool {
+        e.stat.mtime_ns.max(e.stat.ctime_ns) + RACY_WINDOW_NS < self.scanned_ns
+    }
+
     /// The content digest of a selection (the `content` input of a COPY key):
     /// SHA-256 over each match's root and, for each selected entry, its relative path and
     /// entry digest. Reads only files the stat cache cannot vouch for, in parallel.
@@ -497,7 +504,7 @@ impl ContextIndex {
                 }
                 let path = self.root.join(&e.rel);
                 let h = hash_file_until(&path, stop)?;
-                if e.stat.mtime_ns.max(e.stat.ctime_ns) + RACY_WINDOW_NS < self.scanned_ns {
+                if self.is_settled(e) {
                     cache.record(&e.rel, e.stat, h);
                 }
                 Ok((e.rel.clone(), h, e.size))

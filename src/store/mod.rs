@@ -12,6 +12,8 @@
 //! <root>/ingest/                   blobs being written (temp → fsync → verify → rename)
 //! <root>/cache/<key>               build cache records (JSON, one file per key)
 //! <root>/snapshots/<diffid hex>/   one layer's tree, unpacked, overlay-ready
+//! <root>/files/<sha>-<mode>-<uid>-<gid>-<mtime>   large COPY files the snapshots share by
+//!                                  hardlink (see `filepool.rs`)
 //! <root>/containers/               `rbuild run` state
 //! <root>/layers/<diffid hex>.json  a layer's uncompressed size (Docker's SIZE)
 //! <root>/tmp/                      scratch space on the store's filesystem; `load-*` staging
@@ -46,6 +48,7 @@ mod blob;
 mod cache;
 mod cache_dir;
 pub mod digest;
+mod filepool;
 mod images;
 mod layercheck;
 mod layers;
@@ -61,6 +64,7 @@ pub use cache_dir::{
     CacheDir, CacheDirError, CacheExportReport, CACHE_ARTIFACT_TYPE, CACHE_INDEX_MEDIA_TYPE,
     CACHE_REF_NAME,
 };
+pub use filepool::{PooledFile, MIN_POOLED_SIZE};
 pub use digest::{Digest, HashingReader, HashingWriter, InvalidDigest};
 pub use images::ImageRecord;
 pub use prune::PruneReport;

@@ -31,7 +31,9 @@ pub struct PruneReport {
     pub untagged_images: usize,
     /// Stale staging dirs removed from tmp/ (left by interrupted loads).
     pub staging_dirs: usize,
-    /// Bytes freed (blobs + snapshot trees + temp files + staging dirs).
+    /// Pool files no snapshot shares any more (see `filepool.rs`).
+    pub pooled_files: usize,
+    /// Bytes freed (blobs + snapshot trees + pool files + temp files + staging dirs).
     pub bytes: u64,
 }
 
@@ -47,12 +49,15 @@ fn staging_in_use(dir: &Path) -> bool {
     }
 }
 
+/// Bytes of the files below `p` that no other path links (pooled files are counted when
+/// the pool lets them go).
 fn tree_size(p: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
     walkdir::WalkDir::new(p)
         .into_iter()
         .filter_map(|e| e.ok())
         .filter_map(|e| e.metadata().ok())
-        .filter(|m| m.is_file())
+        .filter(|m| m.is_file() && m.nlink() == 1)
         .map(|m| m.len())
         .sum()
 }
@@ -171,6 +176,9 @@ impl Store {
                 report.snapshots.push(name);
             }
         }
+        let (pooled, pooled_bytes) = self.pool_sweep()?;
+        report.pooled_files = pooled;
+        report.bytes += pooled_bytes;
         // index.json temp files are only made under the index lock: any left are a crash's.
         {
             let _index = self.lock_file("index.lock", FlockArg::LockExclusive)?;
