@@ -205,14 +205,7 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
             }
             None => {
                 let rec = ctx.store.resolve(f).map_err(|e| info.err(format!("--from={f}: {e}")))?;
-                let layers = rec
-                    .manifest
-                    .layers
-                    .iter()
-                    .zip(rec.config.rootfs.diff_ids.iter())
-                    .map(|(d, id)| Layer { desc: d.clone(), diff_id: id.clone() })
-                    .collect();
-                From::Image { manifest: rec.manifest_desc.digest.to_string(), layers }
+                From::Image { manifest: rec.manifest_desc.digest.to_string(), layers: Layer::of_image(&rec) }
             }
         },
     };

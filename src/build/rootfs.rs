@@ -34,6 +34,25 @@ pub struct Layer {
     pub diff_id: Digest,
 }
 
+impl Layer {
+    /// The layers of a stored image, bottom first (Docker media types named as OCI ones,
+    /// as an image built on them lists them).
+    pub fn of_image(rec: &crate::store::ImageRecord) -> Vec<Layer> {
+        rec.manifest
+            .layers
+            .iter()
+            .zip(rec.config.rootfs.diff_ids.iter())
+            .map(|(d, id)| {
+                let mut desc = d.clone();
+                if desc.media_type == media::DOCKER_LAYER_GZIP {
+                    desc.media_type = media::OCI_LAYER_GZIP.to_string();
+                }
+                Layer { desc, diff_id: id.clone() }
+            })
+            .collect()
+    }
+}
+
 /// Unpacked snapshot dirs of `layers` (bottom first in), top first out (overlay order).
 pub fn lower_dirs(store: &Store, layers: &[Layer]) -> Result<Vec<PathBuf>, BuildError> {
     let mut out = Vec::with_capacity(layers.len());

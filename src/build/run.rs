@@ -257,14 +257,7 @@ fn plan_mounts(ctx: &Ctx<'_>, r: &Run, info: &StepInfo) -> Result<Vec<PlannedMou
                             Some(_) => return Err(info.err(format!("--mount from={f} names a stage the build did not plan"))),
                             None => {
                                 let rec = ctx.store.resolve(f).map_err(|e| info.err(format!("--mount from={f}: {e}")))?;
-                                let layers = rec
-                                    .manifest
-                                    .layers
-                                    .iter()
-                                    .zip(rec.config.rootfs.diff_ids.iter())
-                                    .map(|(d, id)| Layer { desc: d.clone(), diff_id: id.clone() })
-                                    .collect();
-                                (rec.manifest_desc.digest.to_string(), layers)
+                                (rec.manifest_desc.digest.to_string(), Layer::of_image(&rec))
                             }
                         };
                         out.push(PlannedMount {

@@ -9,7 +9,7 @@ use crate::plan::cachekey::{self, BaseInput};
 use crate::plan::graph::oci_arch;
 use crate::plan::stages::{Base, Scope};
 use crate::progress::BuildEvent;
-use crate::store::{media, CacheRecord, ContainerConfig, Descriptor, Empty, HealthConfig, History, ImageConfig};
+use crate::store::{CacheRecord, ContainerConfig, Empty, HealthConfig, History, ImageConfig};
 
 use super::explain::BaseFacts;
 use super::rootfs::Layer;
@@ -289,13 +289,7 @@ pub fn run_stage(ctx: &Ctx<'_>, idx: usize) -> Result<StageState, BuildError> {
                     message: "the image's manifest and config disagree on the number of layers".into(),
                 });
             }
-            let layers = rec
-                .manifest
-                .layers
-                .iter()
-                .zip(rec.config.rootfs.diff_ids.iter())
-                .map(|(d, id)| Layer { desc: normalize_layer_desc(d), diff_id: id.clone() })
-                .collect();
+            let layers = Layer::of_image(&rec);
             let mut config = rec.config.clone();
             config.created = None;
             let st = StageState {
@@ -609,14 +603,6 @@ pub fn absolute(base: &str, rel: &str) -> String {
 }
 
 /// Docker's layer media types are stored in our OCI manifests with their OCI names.
-fn normalize_layer_desc(d: &Descriptor) -> Descriptor {
-    let mut d = d.clone();
-    if d.media_type == media::DOCKER_LAYER_GZIP {
-        d.media_type = media::OCI_LAYER_GZIP.to_string();
-    }
-    d
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
