@@ -227,3 +227,86 @@ fn a_later_source_for_the_same_path_wins_over_a_pooled_link() {
     }
     assert_eq!(pool_entries(root.path()).len(), 2);
 }
+
+/// QA: `COPY A B /ab/` where both have a subdir `x/`: merging B's `x/` into A's dropped the
+/// pending link of `A/x/f`, leaving the empty placeholder in the layer.
+#[test]
+fn merging_directories_keeps_pending_links() {
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    fs::create_dir_all(ctx.path().join("A/x")).unwrap();
+    fs::write(ctx.path().join("A/x/f"), big(8)).unwrap();
+    write_files(ctx.path(), &[("B/x/g", "small\n"), ("Dockerfile", "FROM busybox:local\nCOPY A/x/f /warm\nCOPY A B /ab/\n")]);
+    settle();
+    let r = build(root.path(), ctx.path(), &["-t", "merge:1"]);
+    assert!(r.ok(), "{}", r.stderr);
+    let f = unpack_image(root.path(), "merge:1");
+    assert_eq!(fs::read(f.path().join("ab/x/f")).unwrap(), big(8));
+    assert_eq!(fs::read(f.path().join("ab/x/g")).unwrap(), b"small\n");
+}
+
+/// QA: `ADD big.bin arch.tar /dst/` emptied big.bin: extracting the tar dropped every pending
+/// link below /dst (and the wrong layer was cached).
+#[test]
+fn add_extracting_a_tar_next_to_a_pooled_file_keeps_it_whole() {
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    fs::write(ctx.path().join("big.bin"), big(9)).unwrap();
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(6);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_cksum();
+    tar.append_data(&mut h, "small.txt", &b"small\n"[..]).unwrap();
+    fs::write(ctx.path().join("arch.tar"), tar.into_inner().unwrap()).unwrap();
+    write_files(ctx.path(), &[("Dockerfile", "FROM busybox:local\nCOPY big.bin /warm/\nADD big.bin arch.tar /dst/\n")]);
+    settle();
+    let r = build(root.path(), ctx.path(), &["-t", "addtar:1"]);
+    assert!(r.ok(), "{}", r.stderr);
+    let f = unpack_image(root.path(), "addtar:1");
+    assert_eq!(fs::read(f.path().join("dst/big.bin")).unwrap(), big(9));
+    assert_eq!(fs::read(f.path().join("dst/small.txt")).unwrap(), b"small\n");
+}
+
+/// QA: `COPY big.bin /a/` and `COPY big.bin /b/` in two layers linked one inode into both,
+/// so a RUN saw /a/big.bin and /b/big.bin as hardlinks (tar, cp -a and du change with that).
+#[test]
+fn one_pooled_inode_appears_once_per_image() {
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    fs::write(ctx.path().join("big.bin"), big(10)).unwrap();
+    write_files(
+        ctx.path(),
+        &[(
+            "Dockerfile",
+            "FROM busybox:local\nCOPY big.bin /a/\nCOPY big.bin /b/\nRUN true\nCOPY big.bin /c/\nRUN stat -c %i /a/big.bin /b/big.bin /c/big.bin > /inodes\n",
+        )],
+    );
+    for args in [&["-t", "ino:1"][..], &["--no-cache", "-t", "ino:2"]] {
+        settle();
+        let r = build(root.path(), ctx.path(), args);
+        assert!(r.ok(), "{}", r.stderr);
+        let f = unpack_image(root.path(), args.last().unwrap());
+        let inodes = fs::read_to_string(f.path().join("inodes")).unwrap();
+        let mut v: Vec<&str> = inodes.lines().collect();
+        v.sort();
+        v.dedup();
+        assert_eq!(v.len(), 3, "three files, three inodes: {inodes}");
+    }
+    // The second build linked what it could (one inode per image), and its layers are the
+    // first build's.
+    let diff_ids = |t: &str| store(root.path()).resolve(t).unwrap().config.rootfs.diff_ids;
+    assert_eq!(diff_ids("ino:1")[..4], diff_ids("ino:2")[..4]);
+}
+
+/// QA: a `files/` that is not a directory made prune fail half way.
+#[test]
+fn prune_goes_on_when_the_pool_dir_is_broken() {
+    let root = store_with_busybox();
+    fs::write(root.path().join("files"), b"not a dir").unwrap();
+    let out = rbuild().arg("--root").arg(root.path()).args(["prune", "-a", "-f"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

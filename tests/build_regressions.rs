@@ -390,3 +390,23 @@ fn source_date_epoch_is_part_of_every_layer_key() {
     let f = unpack_image(root.path(), "sde:0");
     assert_eq!(std::fs::metadata(f.path().join("f")).unwrap().mtime(), 0);
 }
+
+/// QA: an unparsable SOURCE_DATE_EPOCH was silently ignored; BuildKit also takes it as a
+/// build arg.
+#[test]
+fn source_date_epoch_must_be_a_number_and_may_be_a_build_arg() {
+    use std::os::unix::fs::MetadataExt;
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    write_files(ctx.path(), &[("f", "x\n"), ("Dockerfile", "FROM busybox:local\nCOPY f /f\n")]);
+    for bad in ["abc", "1e9", "-5", "99999999999999999999"] {
+        let r = build_env(root.path(), ctx.path(), &["-t", "sde:bad"], &[("SOURCE_DATE_EPOCH", bad)]);
+        assert_eq!(r.out.status.code(), Some(1), "{bad}: {}", r.stderr);
+        assert!(r.stderr.contains("SOURCE_DATE_EPOCH") && r.stderr.contains("not a number of seconds"), "{}", r.stderr);
+    }
+    let r = build(root.path(), ctx.path(), &["--build-arg", "SOURCE_DATE_EPOCH=77", "-t", "sde:77"]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(!r.stderr.contains("not consumed"), "{}", r.stderr);
+    let f = unpack_image(root.path(), "sde:77");
+    assert_eq!(std::fs::metadata(f.path().join("f")).unwrap().mtime(), 77);
+}

@@ -293,6 +293,10 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
     // The pool needs the step's upper dir (overlay mode) and known content hashes (context).
     let use_pool = mode == RootMode::Overlay && !poolable.is_empty() && matches!(from, From::Context(_));
     let poolable_ref = &poolable;
+    // Pool entries a parent layer may link already: copied, not linked a second time.
+    let below: HashSet<String> =
+        if use_pool { s.layers.iter().flat_map(|l| ctx.store.layer_pooled(&l.diff_id)).collect() } else { HashSet::new() };
+    let below_ref = &below;
     let pool_ops = with_root(mode, &scratch, &lower, src_lower.as_deref(), |root, src_root| {
         let owner = match &req_ref.chown {
             Some(c) => Some(resolve_chown(root, c).map_err(|e| info.err(e))?),
@@ -320,7 +324,7 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
             store: ctx.store,
             hashes: poolable_ref,
             mtime: epoch,
-            claimed: Default::default(),
+            claimed: RefCell::new(below_ref.clone()),
             ops: Default::default(),
         });
         let placer = Placer {
@@ -357,7 +361,8 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
                         }
                         if req_ref.unpack && is_tar(&host_src) {
                             let dir = placer.ensure_dest_dir(&dest_abs).map_err(io)?;
-                            placer.forget(&dir);
+                            // The tar may overwrite anything below: pending links become copies.
+                            placer.materialize_below(&dir).map_err(io)?;
                             let f = fs::File::open(&host_src).map_err(io)?;
                             let rd = snapshot::maybe_decompress(f).map_err(|e| info.err(e.to_string()))?;
                             snapshot::unpack_layer_with(rd, &dir, &UnpackOptions::default())
@@ -391,7 +396,7 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
         Ok(pool.map(|p| p.ops.take()).unwrap_or_default())
     })?;
     ctx.cancel.check()?;
-    finish_pooled(ctx.store, &scratch.upper(), scratch.path(), pool_ops, epoch).map_err(|e| {
+    let pooled = finish_pooled(ctx.store, &scratch.upper(), scratch.path(), pool_ops, epoch).map_err(|e| {
         if ctx.cancel.is_cancelled() {
             BuildError::Cancelled
         } else {
@@ -399,7 +404,7 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
         }
     })?;
     ctx.cancel.check()?;
-    let (layer, tar_size) = step_layer(ctx.store, mode, &scratch, MtimePolicy::Fixed(epoch))?;
+    let (layer, tar_size) = step_layer(ctx.store, mode, &scratch, MtimePolicy::Fixed(epoch), &pooled)?;
     // A layer written after a cancel is not recorded: the build stops here.
     ctx.cancel.check()?;
     let what = match (&from, paths.len(), context_matches.first().and_then(|m| m.first())) {
@@ -440,7 +445,7 @@ pub fn workdir_step(ctx: &Ctx<'_>, s: &mut StageState, path: &str, info: &StepIn
     let created_by = format!("WORKDIR {path}");
     let rec = if created {
         let epoch = ctx.opts.source_date_epoch.unwrap_or(0).max(0) as u64;
-        let (layer, tar_size) = step_layer(ctx.store, mode, &scratch, MtimePolicy::Fixed(epoch))?;
+        let (layer, tar_size) = step_layer(ctx.store, mode, &scratch, MtimePolicy::Fixed(epoch), &[])?;
         super::stage::layer_record(ctx, &key, layer, tar_size, created_by)
     } else {
         CacheRecord {
@@ -475,9 +480,10 @@ struct FilePool<'a> {
     /// Context path → content SHA-256, for files of at least [`MIN_POOLED_SIZE`].
     hashes: &'a HashMap<String, [u8; 32]>,
     mtime: u64,
-    /// Pool entries linked in this step: one inode is linked at most once per layer, so
-    /// two equal files stay two files (not a tar hardlink).
-    claimed: RefCell<HashSet<PooledFile>>,
+    /// Names of the pool entries linked in this step or possibly linked by a parent layer:
+    /// one inode is linked at most once per image, so two equal files stay two files (not
+    /// a tar hardlink, not a hardlink a RUN would see).
+    claimed: RefCell<HashSet<String>>,
     /// What to do to which path of the root (relative) once unmounted; whatever later
     /// replaces a path in the same COPY (a second source, a heredoc, an extracted tar)
     /// drops its entry first ([`FilePool::forget`]).
@@ -495,21 +501,17 @@ enum PoolOp {
     Add { key: PooledFile },
 }
 
-impl FilePool<'_> {
-    /// Drop the pending work on `rel` and everything below it.
-    fn forget(&self, rel: &Path) {
-        self.ops.borrow_mut().retain(|p, _| !p.starts_with(rel));
-    }
-}
-
 /// Carry out the pool's work on the step's (unmounted) upper dir; `tmp` is a scratch dir on
 /// the same file system. A failing pool add is ignored (the pool is only a speed-up); a link
-/// that cannot be made is replaced by a copy.
-fn finish_pooled(store: &Store, upper: &Path, tmp: &Path, ops: PoolOps, mtime: u64) -> io::Result<()> {
+/// that cannot be made is replaced by a copy. Returns the names of the pool entries the
+/// upper dir may now link (for the layer's record).
+fn finish_pooled(store: &Store, upper: &Path, tmp: &Path, ops: PoolOps, mtime: u64) -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
     for (rel, op) in ops {
         let dst = upper.join(&rel);
         match op {
             PoolOp::Link { pooled, src, key } => {
+                names.push(key.file_name());
                 let md = fs::symlink_metadata(&dst)?;
                 if !md.is_file() || md.len() != 0 {
                     return Err(io::Error::other(format!("{}: placeholder changed while copying", rel.display())));
@@ -527,12 +529,13 @@ fn finish_pooled(store: &Store, upper: &Path, tmp: &Path, ops: PoolOps, mtime: u
                 }
             }
             PoolOp::Add { key } => {
+                names.push(key.file_name());
                 set_times(&dst, mtime)?;
                 let _ = store.pool_add(&dst, &key);
             }
         }
     }
-    Ok(())
+    Ok(names)
 }
 
 fn set_times(p: &Path, secs: u64) -> io::Result<()> {
@@ -579,16 +582,41 @@ impl Placer<'_> {
         Ok(())
     }
 
-    /// Forget the pool's pending work on `host` (about to be replaced) and below.
-    fn forget(&self, host: &Path) {
+    /// Remove what is at `host` (a later source replaces it), with the pool's pending work
+    /// on it and below.
+    fn remove_existing(&self, host: &Path, existing: Option<fs::Metadata>) -> io::Result<()> {
+        let Some(m) = existing else { return Ok(()) };
         if let (Some(p), Ok(rel)) = (self.pool, host.strip_prefix(self.root)) {
-            p.forget(rel);
+            p.ops.borrow_mut().retain(|path, _| !path.starts_with(rel));
         }
+        if m.is_dir() {
+            fs::remove_dir_all(host)
+        } else {
+            fs::remove_file(host)
+        }
+    }
+
+    /// Turn the pool's pending links below `dir` (host path) into plain copies now, and
+    /// drop pending adds there: something else (an extracted tar) may write over them.
+    fn materialize_below(&self, dir: &Path) -> io::Result<()> {
+        let (Some(p), Ok(rel)) = (self.pool, dir.strip_prefix(self.root)) else { return Ok(()) };
+        let below: Vec<(PathBuf, PoolOp)> = {
+            let mut ops = p.ops.borrow_mut();
+            let keys: Vec<PathBuf> = ops.keys().filter(|k| k.starts_with(rel)).cloned().collect();
+            keys.into_iter().filter_map(|k| ops.remove(&k).map(|op| (k, op))).collect()
+        };
+        for (path, op) in below {
+            if let PoolOp::Link { src, .. } = op {
+                let mut from = fs::File::open(&src)?;
+                let mut to = fs::OpenOptions::new().write(true).truncate(true).open(self.root.join(&path))?;
+                io::copy(&mut from, &mut to)?;
+            }
+        }
+        Ok(())
     }
 
     fn place(&self, e: &crate::plan::context::Entry, target: &str) -> io::Result<()> {
         let host = self.host_for(target)?;
-        self.forget(&host);
         let (uid, gid) = self.owner_for(e.uid, e.gid);
         let existing = fs::symlink_metadata(&host).ok();
         let mode = self.chmod.unwrap_or(e.mode);
@@ -596,8 +624,8 @@ impl Placer<'_> {
             EntryKind::Dir => {
                 match existing {
                     Some(m) if m.is_dir() => {}
-                    Some(_) => {
-                        fs::remove_file(&host)?;
+                    Some(m) => {
+                        self.remove_existing(&host, Some(m))?;
                         fs::DirBuilder::new().mode(0o700).create(&host)?;
                     }
                     None => fs::DirBuilder::new().mode(0o700).create(&host)?,
@@ -606,7 +634,7 @@ impl Placer<'_> {
                 fs::set_permissions(&host, fs::Permissions::from_mode(mode))?;
             }
             EntryKind::File => {
-                remove_existing(&host, existing)?;
+                self.remove_existing(&host, existing)?;
                 let src = self.src_base.join(&e.rel);
                 let pooled = self.pool.and_then(|p| {
                     let sha256 = *p.hashes.get(&e.rel)?;
@@ -615,7 +643,7 @@ impl Placer<'_> {
                     Some((p, key, rel))
                 });
                 if let Some((p, key, rel)) = pooled {
-                    let entry = p.store.pool_find(&key).filter(|_| p.claimed.borrow_mut().insert(key));
+                    let entry = p.store.pool_find(&key).filter(|_| p.claimed.borrow_mut().insert(key.file_name()));
                     if let Some(entry) = entry {
                         fs::File::create(&host)?;
                         p.ops.borrow_mut().insert(rel, PoolOp::Link { pooled: entry, src, key });
@@ -633,7 +661,7 @@ impl Placer<'_> {
                 fs::set_permissions(&host, fs::Permissions::from_mode(mode))?;
             }
             EntryKind::Symlink => {
-                remove_existing(&host, existing)?;
+                self.remove_existing(&host, existing)?;
                 std::os::unix::fs::symlink(e.link_target.as_deref().unwrap_or(""), &host)?;
                 std::os::unix::fs::lchown(&host, Some(uid), Some(gid))?;
             }
@@ -644,9 +672,8 @@ impl Placer<'_> {
 
     fn write_inline(&self, target: &str, content: &[u8]) -> io::Result<()> {
         let host = self.host_for(target)?;
-        self.forget(&host);
         let existing = fs::symlink_metadata(&host).ok();
-        remove_existing(&host, existing)?;
+        self.remove_existing(&host, existing)?;
         fs::write(&host, content)?;
         let (uid, gid) = self.owner.unwrap_or((0, 0));
         std::os::unix::fs::lchown(&host, Some(uid), Some(gid))?;
@@ -671,13 +698,6 @@ fn copy_file_until(src: &Path, dst: &Path, cancel: &super::Cancel) -> io::Result
     from.metadata()
 }
 
-fn remove_existing(host: &Path, existing: Option<fs::Metadata>) -> io::Result<()> {
-    match existing {
-        Some(m) if m.is_dir() => fs::remove_dir_all(host),
-        Some(_) => fs::remove_file(host),
-        None => Ok(()),
-    }
-}
 
 /// Is this file a tar archive (plain or gzip)? Docker's ADD auto-extraction rule for local files.
 fn is_tar(path: &Path) -> bool {

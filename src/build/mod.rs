@@ -218,7 +218,7 @@ pub enum BuildError {
         tail: String,
     },
     /// Stopped by Ctrl-C / SIGTERM.
-    #[error("build cancelled; temporary files were removed and the store is unchanged")]
+    #[error("build cancelled before any step finished; temporary files were removed and nothing was cached or tagged (`rbuild prune` frees layer data the stopped step had written)")]
     Cancelled,
     /// Stopped by Ctrl-C / SIGTERM after some steps had finished (their results stay cached,
     /// so the next build reuses them).
@@ -441,7 +441,7 @@ pub fn build(
     for w in &graph.stages.warnings {
         progress.warn(w.clone());
     }
-    for a in &graph.stages.unused_build_args {
+    for a in graph.stages.unused_build_args.iter().filter(|a| *a != "SOURCE_DATE_EPOCH") {
         progress.warn(format!("build argument {a} is not consumed by any ARG of the build"));
     }
     let ignore = Dockerignore::read_for_context(&opts.context, &dockerfile_path)

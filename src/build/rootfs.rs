@@ -178,10 +178,17 @@ pub fn prepare_copies(scratch: &Scratch, lower: &[PathBuf]) -> Result<(PathBuf, 
     Ok((base, root))
 }
 
-/// The layer a step made, in either mode, and the size of its uncompressed tar.
-pub fn step_layer(store: &Store, mode: RootMode, scratch: &Scratch, mtime: MtimePolicy) -> Result<(Layer, u64), BuildError> {
+/// The layer a step made, in either mode, and the size of its uncompressed tar. `pooled`
+/// names the file-pool entries the upper dir links (COPY; see `store/filepool.rs`).
+pub fn step_layer(
+    store: &Store,
+    mode: RootMode,
+    scratch: &Scratch,
+    mtime: MtimePolicy,
+    pooled: &[String],
+) -> Result<(Layer, u64), BuildError> {
     match mode {
-        RootMode::Overlay => write_layer_blob(store, &scratch.upper(), DiffSource::OverlayUpper, mtime),
+        RootMode::Overlay => write_layer_blob(store, &scratch.upper(), DiffSource::OverlayUpper, mtime, pooled),
         RootMode::Copy => {
             let mut w = store.blob_writer_unhashed()?.media_type(media::OCI_LAYER_TAR);
             let opts = WriteOptions { mtime, compression: LayerCompression::None };
@@ -198,7 +205,13 @@ pub fn step_layer(store: &Store, mode: RootMode, scratch: &Scratch, mtime: Mtime
 
 /// Write `dir` as a plain (uncompressed) layer blob; returns the layer and the size of its
 /// tar. An overlay upper dir is moved into the store as the layer's snapshot afterwards.
-pub fn write_layer_blob(store: &Store, dir: &Path, source: DiffSource, mtime: MtimePolicy) -> Result<(Layer, u64), BuildError> {
+pub fn write_layer_blob(
+    store: &Store,
+    dir: &Path,
+    source: DiffSource,
+    mtime: MtimePolicy,
+    pooled: &[String],
+) -> Result<(Layer, u64), BuildError> {
     // A plain tar's digest is its diff ID, which the layer writer computes: hash once.
     let mut w = store.blob_writer_unhashed()?.media_type(media::OCI_LAYER_TAR);
     let opts = WriteOptions { mtime, compression: LayerCompression::None };
@@ -207,8 +220,9 @@ pub fn write_layer_blob(store: &Store, dir: &Path, source: DiffSource, mtime: Mt
     let diff_id = Digest::parse(&stats.diff_id)
         .map_err(|e| BuildError::Options(format!("layer writer returned a bad diff id: {e}")))?;
     let desc = w.commit_as(&diff_id)?;
-    let _ = store.record_layer_size(&diff_id, stats.uncompressed_size);
-    if source == DiffSource::OverlayUpper {
+    // The record names the pool entries before a snapshot linking them can appear.
+    let recorded = store.record_layer(&diff_id, stats.uncompressed_size, pooled).is_ok();
+    if source == DiffSource::OverlayUpper && (recorded || pooled.is_empty()) {
         // The upper dir is already in overlay-lowerdir form: keep it as the layer's snapshot
         // so the next step need not unpack the blob again. Only a speed-up: on failure the
         // snapshot is unpacked from the blob when needed. Its times are first set to what

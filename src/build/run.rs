@@ -189,7 +189,7 @@ pub fn run_step(
         Some(t) => MtimePolicy::Clamp(t.max(0) as u64),
         None => MtimePolicy::Keep,
     };
-    let (layer, tar_size) = step_layer(ctx.store, mode, &scratch, policy)?;
+    let (layer, tar_size) = step_layer(ctx.store, mode, &scratch, policy, &[])?;
     let created_by = match &r.command {
         CommandLine::Shell(cmd) => format!("RUN {} {}", shell.join(" "), cmd),
         CommandLine::Exec(v) => format!("RUN {}", serde_json::to_string(v).unwrap_or_default()),

@@ -201,6 +201,14 @@ pub fn run(g: &Globals, a: BuildArgs) -> anyhow::Result<u8> {
             }
         }
     }
+    // BuildKit takes SOURCE_DATE_EPOCH from the environment or, first, a build arg.
+    let epoch = build_args.get("SOURCE_DATE_EPOCH").cloned().or_else(|| std::env::var("SOURCE_DATE_EPOCH").ok());
+    opts.source_date_epoch = match epoch.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(v) => Some(v.parse::<i64>().ok().filter(|t| *t >= 0).with_context(|| {
+            format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970-01-01 (e.g. `git log -1 --format=%ct`)")
+        })?),
+    };
     opts.build_args = build_args;
     opts.output = a.output.as_deref().map(parse_output).transpose()?;
     opts.explain = a.explain;

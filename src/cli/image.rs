@@ -785,6 +785,9 @@ pub fn prune(g: &Globals, a: PruneArgs) -> anyhow::Result<u8> {
     if r.staging_dirs > 0 {
         out!("removed stale staging dirs: {}", r.staging_dirs);
     }
+    if r.pooled_files > 0 {
+        out!("removed pooled files no layer links: {}", r.pooled_files);
+    }
     out!("Total reclaimed space: {}", human_size(r.bytes));
     Ok(0)
 }

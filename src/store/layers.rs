@@ -2,6 +2,12 @@
 //! a layer (Docker's SIZE is the sum of these), written where the diff ID is computed or
 //! verified (load, import, unpack, and the build's layer writes). Manifests stay
 //! content-identical; a layer without a record counts with its blob size.
+//!
+//! A COPY layer's record also names the file-pool entries its snapshot may link
+//! (`pooled`, see `filepool.rs`), written *before* the snapshot appears: a later COPY on top
+//! of it copies those files instead of linking them again, so no two layers of one image
+//! share an inode (a RUN would see them as hardlinks). The list may name more than the
+//! snapshot links (a crash, a snapshot unpacked from the blob later), never less.
 
 use std::path::PathBuf;
 
@@ -13,6 +19,8 @@ use super::{Descriptor, Digest, Result, Store};
 struct LayerRecord {
     diff_id: Digest,
     size: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pooled: Vec<String>,
 }
 
 impl Store {
@@ -26,12 +34,28 @@ impl Store {
 
     /// Remember the uncompressed size of the layer `diff_id` (idempotent).
     pub fn record_layer_size(&self, diff_id: &Digest, size: u64) -> Result<()> {
-        if self.recorded_layer_size(diff_id) == Some(size) {
+        self.record_layer(diff_id, size, &[])
+    }
+
+    /// Remember the size of the layer `diff_id` and add `pooled` (file-pool entry names its
+    /// snapshot links) to the names recorded for it.
+    pub fn record_layer(&self, diff_id: &Digest, size: u64, pooled: &[String]) -> Result<()> {
+        let old = self.layer_record(diff_id);
+        let mut names: Vec<String> = old.as_ref().map(|r| r.pooled.clone()).unwrap_or_default();
+        let known = names.len();
+        for p in pooled {
+            if !names.contains(p) {
+                names.push(p.clone());
+            }
+        }
+        if old.as_ref().is_some_and(|r| r.size == size) && names.len() == known {
             return Ok(());
         }
+        names.sort();
         let bytes = serde_json::to_vec(&LayerRecord {
             diff_id: diff_id.clone(),
             size,
+            pooled: names,
         })
         .map_err(|source| super::StoreError::Json {
             what: "layer record".into(),
@@ -47,9 +71,18 @@ impl Store {
 
     /// The recorded uncompressed size of the layer `diff_id`, if any.
     pub fn recorded_layer_size(&self, diff_id: &Digest) -> Option<u64> {
+        self.layer_record(diff_id).map(|r| r.size)
+    }
+
+    /// The file-pool entries the snapshot of `diff_id` may link (empty without a record).
+    pub fn layer_pooled(&self, diff_id: &Digest) -> Vec<String> {
+        self.layer_record(diff_id).map(|r| r.pooled).unwrap_or_default()
+    }
+
+    fn layer_record(&self, diff_id: &Digest) -> Option<LayerRecord> {
         let bytes = std::fs::read(self.layer_record_path(diff_id)).ok()?;
         let rec: LayerRecord = serde_json::from_slice(&bytes).ok()?;
-        (rec.diff_id == *diff_id).then_some(rec.size)
+        (rec.diff_id == *diff_id).then_some(rec)
     }
 
     /// The uncompressed size of a layer: its record, else the blob size (exact for an

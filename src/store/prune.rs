@@ -176,7 +176,7 @@ impl Store {
                 report.snapshots.push(name);
             }
         }
-        let (pooled, pooled_bytes) = self.pool_sweep()?;
+        let (pooled, pooled_bytes) = self.pool_sweep();
         report.pooled_files = pooled;
         report.bytes += pooled_bytes;
         // index.json temp files are only made under the index lock: any left are a crash's.
