@@ -34,8 +34,7 @@
 //! for later steps and `rbuild run` gets exactly the layer's times (see
 //! `rootfs::apply_mtime_policy`), so it equals what a machine that loads the image sees.
 
-use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -48,11 +47,11 @@ use crate::dockerfile::ast::{Add, Copy, Source};
 use crate::plan::cachekey::{self, CopyInput, CopySource};
 use crate::plan::context::{has_wildcard, ContextIndex, EntryKind, NoFilter, SourceMatch};
 use crate::plan::graph::{is_remote_source, stage_by_name};
-use crate::plan::context::StatKey;
 use crate::snapshot::{self, MtimePolicy, UnpackOptions};
-use crate::store::{CacheRecord, PooledFile, Store, MIN_POOLED_SIZE};
+use crate::store::{CacheRecord, MIN_POOLED_SIZE};
 
 use super::explain::Selection;
+use super::pool::FilePool;
 use super::rootfs::{lower_dirs, mkdir_in_root, resolve_in_root, step_layer, with_root, Layer, RootMode, Scratch};
 use super::run::key_hex;
 use super::stage::{absolute, StageState, StepInfo};
@@ -320,13 +319,7 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
             || paths.iter().any(|p| has_wildcard(p)) && matches.iter().map(Vec::len).sum::<usize>() > 1;
         let existing_dir = resolve_in_root(root, &dest_abs, true).map(|p| p.is_dir()).unwrap_or(false);
         let into_dir = dir_hint || multi || existing_dir;
-        let pool = use_pool.then(|| FilePool {
-            store: ctx.store,
-            hashes: poolable_ref,
-            mtime: epoch,
-            claimed: RefCell::new(below_ref.clone()),
-            ops: Default::default(),
-        });
+        let pool = use_pool.then(|| FilePool::new(ctx.store, poolable_ref, epoch, below_ref.clone()));
         let placer = Placer {
             root,
             src_base: idx.root(),
@@ -393,10 +386,10 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
                 placer.write_inline(&target, content.as_bytes()).map_err(io)?;
             }
         }
-        Ok(pool.map(|p| p.ops.take()).unwrap_or_default())
+        Ok(pool.map(FilePool::into_ops).unwrap_or_default())
     })?;
     ctx.cancel.check()?;
-    let pooled = finish_pooled(ctx.store, &scratch.upper(), scratch.path(), pool_ops, epoch).map_err(|e| {
+    let pooled = pool_ops.finish(ctx.store, &scratch.upper(), scratch.path()).map_err(|e| {
         if ctx.cancel.is_cancelled() {
             BuildError::Cancelled
         } else {
@@ -471,79 +464,6 @@ struct Placer<'a> {
     pool: Option<&'a FilePool<'a>>,
 }
 
-/// The file pool's part in one COPY (see `store/filepool.rs`): big context files whose
-/// content hash is known are hardlinked from the pool instead of copied, or added to it.
-/// Links are made in the upper dir after the overlay is unmounted ([`finish_pooled`]); while
-/// it is mounted the file is an empty placeholder, so paths resolve as for a copy.
-struct FilePool<'a> {
-    store: &'a Store,
-    /// Context path → content SHA-256, for files of at least [`MIN_POOLED_SIZE`].
-    hashes: &'a HashMap<String, [u8; 32]>,
-    mtime: u64,
-    /// Names of the pool entries linked in this step or possibly linked by a parent layer:
-    /// one inode is linked at most once per image, so two equal files stay two files (not
-    /// a tar hardlink, not a hardlink a RUN would see).
-    claimed: RefCell<HashSet<String>>,
-    /// What to do to which path of the root (relative) once unmounted; whatever later
-    /// replaces a path in the same COPY (a second source, a heredoc, an extracted tar)
-    /// drops its entry first ([`FilePool::forget`]).
-    ops: RefCell<PoolOps>,
-}
-
-type PoolOps = BTreeMap<PathBuf, PoolOp>;
-
-/// Work on a file of the upper dir once the overlay is unmounted.
-enum PoolOp {
-    /// The path is an empty placeholder: make it a hardlink of `pooled` (or, should that
-    /// have gone, a copy of `src`).
-    Link { pooled: PathBuf, src: PathBuf, key: PooledFile },
-    /// The path is a complete copy of a file with the content `key` names: pool it.
-    Add { key: PooledFile },
-}
-
-/// Carry out the pool's work on the step's (unmounted) upper dir; `tmp` is a scratch dir on
-/// the same file system. A failing pool add is ignored (the pool is only a speed-up); a link
-/// that cannot be made is replaced by a copy. Returns the names of the pool entries the
-/// upper dir may now link (for the layer's record).
-fn finish_pooled(store: &Store, upper: &Path, tmp: &Path, ops: PoolOps, mtime: u64) -> io::Result<Vec<String>> {
-    let mut names = Vec::new();
-    for (rel, op) in ops {
-        let dst = upper.join(&rel);
-        match op {
-            PoolOp::Link { pooled, src, key } => {
-                names.push(key.file_name());
-                let md = fs::symlink_metadata(&dst)?;
-                if !md.is_file() || md.len() != 0 {
-                    return Err(io::Error::other(format!("{}: placeholder changed while copying", rel.display())));
-                }
-                let tmp = tmp.join("pool-link");
-                let _ = fs::remove_file(&tmp);
-                match fs::hard_link(&pooled, &tmp) {
-                    Ok(()) => fs::rename(&tmp, &dst)?,
-                    Err(_) => {
-                        let mut from = fs::File::open(&src)?;
-                        let mut to = fs::OpenOptions::new().write(true).truncate(true).open(&dst)?;
-                        io::copy(&mut from, &mut to)?;
-                        set_times(&dst, key.mtime)?;
-                    }
-                }
-            }
-            PoolOp::Add { key } => {
-                names.push(key.file_name());
-                set_times(&dst, mtime)?;
-                let _ = store.pool_add(&dst, &key);
-            }
-        }
-    }
-    Ok(names)
-}
-
-fn set_times(p: &Path, secs: u64) -> io::Result<()> {
-    use nix::sys::stat::{utimensat, UtimensatFlags};
-    let t = nix::sys::time::TimeSpec::new(secs as i64, 0);
-    utimensat(None, p, &t, &t, UtimensatFlags::NoFollowSymlink).map_err(io::Error::from)
-}
-
 impl Placer<'_> {
     fn owner_for(&self, uid: u32, gid: u32) -> (u32, u32) {
         match self.owner {
@@ -587,7 +507,7 @@ impl Placer<'_> {
     fn remove_existing(&self, host: &Path, existing: Option<fs::Metadata>) -> io::Result<()> {
         let Some(m) = existing else { return Ok(()) };
         if let (Some(p), Ok(rel)) = (self.pool, host.strip_prefix(self.root)) {
-            p.ops.borrow_mut().retain(|path, _| !path.starts_with(rel));
+            p.forget_below(rel);
         }
         if m.is_dir() {
             fs::remove_dir_all(host)
@@ -600,17 +520,10 @@ impl Placer<'_> {
     /// drop pending adds there: something else (an extracted tar) may write over them.
     fn materialize_below(&self, dir: &Path) -> io::Result<()> {
         let (Some(p), Ok(rel)) = (self.pool, dir.strip_prefix(self.root)) else { return Ok(()) };
-        let below: Vec<(PathBuf, PoolOp)> = {
-            let mut ops = p.ops.borrow_mut();
-            let keys: Vec<PathBuf> = ops.keys().filter(|k| k.starts_with(rel)).cloned().collect();
-            keys.into_iter().filter_map(|k| ops.remove(&k).map(|op| (k, op))).collect()
-        };
-        for (path, op) in below {
-            if let PoolOp::Link { src, .. } = op {
-                let mut from = fs::File::open(&src)?;
-                let mut to = fs::OpenOptions::new().write(true).truncate(true).open(self.root.join(&path))?;
-                io::copy(&mut from, &mut to)?;
-            }
+        for (path, src) in p.take_links_below(rel) {
+            let mut from = fs::File::open(&src)?;
+            let mut to = fs::OpenOptions::new().write(true).truncate(true).open(self.root.join(&path))?;
+            io::copy(&mut from, &mut to)?;
         }
         Ok(())
     }
@@ -637,22 +550,18 @@ impl Placer<'_> {
                 self.remove_existing(&host, existing)?;
                 let src = self.src_base.join(&e.rel);
                 let pooled = self.pool.and_then(|p| {
-                    let sha256 = *p.hashes.get(&e.rel)?;
-                    let key = PooledFile { sha256, size: e.size, mode: mode & 0o7777, uid, gid, mtime: p.mtime };
+                    let key = p.key_for(e, mode, uid, gid)?;
                     let rel = host.strip_prefix(self.root).ok()?.to_path_buf();
                     Some((p, key, rel))
                 });
                 if let Some((p, key, rel)) = pooled {
-                    let entry = p.store.pool_find(&key).filter(|_| p.claimed.borrow_mut().insert(key.file_name()));
-                    if let Some(entry) = entry {
+                    if let Some(entry) = p.claim(&key) {
+                        // An empty placeholder now, the pooled inode once unmounted.
                         fs::File::create(&host)?;
-                        p.ops.borrow_mut().insert(rel, PoolOp::Link { pooled: entry, src, key });
+                        p.link_later(rel, entry, src, key);
                     } else {
                         let after = copy_file_until(&src, &host, self.cancel)?;
-                        // Pool only what is certainly the hashed content: unchanged since the scan.
-                        if StatKey::of(&after) == e.stat && self.idx.is_settled(e) {
-                            p.ops.borrow_mut().insert(rel, PoolOp::Add { key });
-                        }
+                        p.add_later(rel, key, self.idx, e, &after);
                     }
                 } else {
                     copy_file_until(&src, &host, self.cancel)?;
@@ -761,26 +670,6 @@ pub fn resolve_chown(root: &Path, spec: &str) -> Result<(u32, u32), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_vanished_pool_entry_falls_back_to_a_copy() {
-        let d = tempfile::tempdir().unwrap();
-        let store = Store::open(&d.path().join("root")).unwrap();
-        let upper = d.path().join("upper");
-        fs::create_dir_all(upper.join("app")).unwrap();
-        fs::write(upper.join("app/x"), b"").unwrap();
-        fs::write(d.path().join("src"), b"abc").unwrap();
-        let key = PooledFile { sha256: [7; 32], size: 3, mode: 0o644, uid: 0, gid: 0, mtime: 0 };
-        let ops = |pooled: PathBuf| {
-            let op = PoolOp::Link { pooled, src: d.path().join("src"), key };
-            PoolOps::from([(PathBuf::from("app/x"), op)])
-        };
-        finish_pooled(&store, &upper, d.path(), ops(d.path().join("gone")), 0).unwrap();
-        assert_eq!(fs::read(upper.join("app/x")).unwrap(), b"abc");
-        assert_eq!(fs::read_dir(upper.join("app")).unwrap().count(), 1);
-        // A placeholder that is no longer empty means someone wrote it: refuse.
-        assert!(finish_pooled(&store, &upper, d.path(), ops(d.path().join("src")), 0).is_err());
-    }
 
     #[test]
     fn chown_rules() {

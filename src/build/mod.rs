@@ -41,6 +41,7 @@ mod cancel;
 mod copy;
 mod explain;
 mod image;
+mod pool;
 mod rootfs;
 mod run;
 mod stage;

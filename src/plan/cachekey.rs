@@ -259,7 +259,7 @@ pub struct RunInput {
     pub heredocs: Vec<(String, String)>,
     /// The environment the process sees. Proxy variables are dropped from the key here.
     pub env: Vec<(String, String)>,
-    /// USER, as written (name or uid[:gid]); `None` = root.
+    /// USER, as written (name or `uid[:gid]`); `None` = root.
     pub user: Option<String>,
     /// Absolute working directory.
     pub workdir: String,
