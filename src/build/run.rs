@@ -98,7 +98,7 @@ pub fn run_step(
     let scratch = Scratch::new(&ctx.tmp, "run-")?;
     let mut mounts = Vec::new();
     for m in &mounts_plan {
-        mounts.push(m.materialize(ctx, &scratch, info)?);
+        mounts.push(m.materialize(ctx, &scratch, info)?.into());
     }
     if !heredoc_files.is_empty() {
         let dir = scratch.path().join("heredocs");
@@ -109,7 +109,7 @@ pub fn run_step(
             std::fs::set_permissions(&host, std::os::unix::fs::PermissionsExt::from_mode(0o755))
                 .map_err(|e| BuildError::io(&host, e))?;
         }
-        mounts.push(BindMount { src: dir, dst: PathBuf::from(HEREDOC_DIR), readonly: true });
+        mounts.push(BindMount { src: dir, dst: PathBuf::from(HEREDOC_DIR), readonly: true }.into());
     }
     let mode = ctx.root_mode();
     let rootfs = match mode {
