@@ -41,12 +41,14 @@ mod cancel;
 mod copy;
 mod explain;
 mod image;
+mod mounts;
 mod rootfs;
 mod run;
 mod stage;
 mod validate;
 
 pub mod report;
+pub mod secrets;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -56,6 +58,7 @@ use std::time::{Duration, Instant};
 
 pub use cache_io::{CacheKeys, CacheMode, CacheTo};
 pub use cancel::Cancel;
+pub use secrets::Secrets;
 
 use crate::dockerfile::dockerignore::Dockerignore;
 use crate::dockerfile::{self, Dockerfile};
@@ -124,6 +127,8 @@ pub struct BuildOptions {
     pub cache_from: Vec<PathBuf>,
     /// `--cache-to type=local,dest=DIR`: where to export the cache after the build.
     pub cache_to: Option<CacheTo>,
+    /// `--secret`: the values for `RUN --mount=type=secret` (never in keys or records).
+    pub secrets: Secrets,
 }
 
 impl BuildOptions {
@@ -144,6 +149,7 @@ impl BuildOptions {
             explain: false,
             cache_from: Vec::new(),
             cache_to: None,
+            secrets: Secrets::default(),
         }
     }
 }
