@@ -28,6 +28,7 @@
 //! <root>/containers/<id>/  state of `rbuild run` containers
 //! <root>/context-cache/<hash>.json   per-context stat cache (path, size, mtime, inode, ctime → digest)
 //! <root>/cache-mounts/<hash>/         contents of `RUN --mount=type=cache`
+//!                          (`--secret` values never touch the store: memory → the RUN's tmpfs)
 //! <root>/layers/<diffid>.json   uncompressed size of a layer (Docker's SIZE)
 //! <root>/explain/<step>.json     the last key inputs of each build step, for --explain
 //! <root>/tmp/              staging of loads and builds (removed when they end; a load's dir

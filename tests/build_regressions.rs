@@ -65,16 +65,17 @@ fn copy_source_through_symlinked_dir() {
     assert!(!r.stderr.contains(".dockerignore"), "{}", r.stderr);
 }
 
-/// `RUN --mount=type=tmpfs` (unsupported) was reported only when its step ran, after the
-/// steps before it had run.
+/// `RUN --mount=type=tmpfs` (then unsupported) was reported only when its step ran, after
+/// the steps before it had run.
 #[test]
 fn unsupported_run_flags_fail_before_anything_runs() {
     let root = store_with_busybox();
     let ctx = tempfile::tempdir().unwrap();
     for (line, flag) in [
-        ("RUN --mount=type=tmpfs,target=/t true", "RUN --mount=type=tmpfs is not supported yet"),
+        ("RUN --mount=type=ssh true", "RUN --mount=type=ssh is not supported yet"),
         ("RUN --security=insecure true", "RUN --security=insecure is not supported yet"),
-        ("RUN --mount=type=secret,id=x true", "RUN --mount=type=secret is not supported yet"),
+        ("RUN --mount=type=secret,id=x,required true", "secret \"x\" is required"),
+        ("RUN --mount=type=tmpfs,target=/t,size=big true", "RUN --mount=type=tmpfs,size=big: invalid size"),
     ] {
         write_files(ctx.path(), &[("Dockerfile", &format!("FROM busybox:local\nRUN touch /ran\n{line}\n"))]);
         let r = build(root.path(), ctx.path(), &["-t", "ff:1"]);

@@ -5,7 +5,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use rbuild::sandbox::{self, BindMount, Network, Rootfs, SandboxError, Signal, Spec, Stdio};
+use rbuild::sandbox::{
+    self, BindMount, FileMount, Mount, Network, Rootfs, SandboxError, Signal, Spec, Stdio, TmpfsMount,
+};
 
 const INIT: &str = env!("CARGO_BIN_EXE_rbuild");
 
@@ -412,12 +414,14 @@ fn bind_mounts_rw_and_ro() {
             src: rw.clone(),
             dst: "/mnt/rw".into(),
             readonly: false,
-        },
+        }
+        .into(),
         BindMount {
             src: ro.clone(),
             dst: "/mnt/ro".into(),
             readonly: true,
-        },
+        }
+        .into(),
     ];
     assert_eq!(run_ok(&s), "keepreadonly\n");
     assert_eq!(std::fs::read_to_string(rw.join("out")).unwrap(), "w\n");
@@ -446,7 +450,8 @@ fn bind_mounts_rw_and_ro() {
             src: script.clone(),
             dst: "/dev/pipes/EOF".into(),
             readonly: true,
-        }];
+        }
+        .into()];
         assert_eq!(run_ok(&s), "from-heredoc\n");
     }
     assert!(!f.root.join("dev").exists());
@@ -455,6 +460,51 @@ fn bind_mounts_rw_and_ro() {
         0,
         "nothing in upper"
     );
+}
+
+/// A tmpfs (fresh, size-limited) and a file with given bytes (read-only, mode and owner as
+/// asked), on both kinds of root; their mount points leave nothing behind.
+#[test]
+fn tmpfs_and_file_mounts() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let upper = tmp.path().join("upper");
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&upper).unwrap();
+    std::fs::create_dir(&work).unwrap();
+    for rootfs in [
+        Rootfs::Dir(f.root.clone()),
+        Rootfs::Overlay {
+            lower: vec![f.root.clone()],
+            upper: upper.clone(),
+            work: work.clone(),
+        },
+    ] {
+        let mut s = sh(
+            rootfs,
+            "grep -q ' /t tmpfs ' /proc/mounts && ls -A /t | wc -l && \
+             (dd if=/dev/zero of=/t/big bs=1024 count=64 2>/dev/null || echo full) && \
+             stat -c '%a %u %g' /run/secrets/s && cat /run/secrets/s && echo && \
+             ((echo x > /run/secrets/s) 2>/dev/null || echo read-only)",
+        );
+        s.mounts = vec![
+            Mount::Tmpfs(TmpfsMount {
+                dst: "/t".into(),
+                size: Some(32 * 1024),
+            }),
+            Mount::File(FileMount {
+                dst: "/run/secrets/s".into(),
+                content: b"s3cret".to_vec(),
+                mode: 0o440,
+                uid: 7,
+                gid: 8,
+            }),
+        ];
+        assert!(!format!("{s:?}").contains("s3cret"), "Debug shows the content");
+        assert_eq!(run_ok(&s), "0\nfull\n440 7 8\ns3cret\nread-only\n");
+    }
+    assert!(!f.root.join("t").exists() && !f.root.join("run").exists(), "stubs left in the Dir root");
+    assert_eq!(std::fs::read_dir(&upper).unwrap().count(), 0, "nothing in upper");
 }
 
 fn processes_with(marker: &str) -> Vec<String> {

@@ -41,6 +41,7 @@ mod cancel;
 mod copy;
 mod explain;
 mod image;
+mod mounts;
 mod pool;
 mod rootfs;
 mod run;
@@ -48,6 +49,7 @@ mod stage;
 mod validate;
 
 pub mod report;
+pub mod secrets;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -57,6 +59,7 @@ use std::time::{Duration, Instant};
 
 pub use cache_io::{CacheKeys, CacheMode, CacheTo};
 pub use cancel::Cancel;
+pub use secrets::Secrets;
 
 use crate::dockerfile::dockerignore::Dockerignore;
 use crate::dockerfile::{self, Dockerfile};
@@ -125,6 +128,8 @@ pub struct BuildOptions {
     pub cache_from: Vec<PathBuf>,
     /// `--cache-to type=local,dest=DIR`: where to export the cache after the build.
     pub cache_to: Option<CacheTo>,
+    /// `--secret`: the values for `RUN --mount=type=secret` (never in keys or records).
+    pub secrets: Secrets,
 }
 
 impl BuildOptions {
@@ -145,6 +150,7 @@ impl BuildOptions {
             explain: false,
             cache_from: Vec::new(),
             cache_to: None,
+            secrets: Secrets::default(),
         }
     }
 }

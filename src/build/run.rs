@@ -4,15 +4,14 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 
-use sha2::Digest as _;
-
-use crate::dockerfile::ast::{CommandLine, Mount, NetworkMode, Run, Security};
+use crate::dockerfile::ast::{CommandLine, NetworkMode, Run, Security};
 use crate::plan::cachekey::{self, RunInput};
 use crate::progress::{BuildEvent, Stream};
 use crate::sandbox::{self, BindMount, Rootfs, Spec, Stdio};
 use crate::snapshot::MtimePolicy;
 
-use super::rootfs::{lower_dirs, prepare_copies, step_layer, Layer, RootMode, Scratch};
+use super::mounts::{materialize, plan_mounts};
+use super::rootfs::{lower_dirs, prepare_copies, step_layer, RootMode, Scratch};
 use super::stage::{StageState, StepInfo};
 use super::{BuildError, Ctx, Network};
 
@@ -87,7 +86,7 @@ pub fn run_step(
         },
         mounts: Vec::new(),
     };
-    let mounts_plan = plan_mounts(ctx, r, info)?;
+    let mounts_plan = plan_mounts(ctx, r, &workdir, info)?;
     let input = RunInput { mounts: mounts_plan.iter().map(|m| m.key.clone()).collect(), ..input };
     let key = cachekey::run_key(&s.key, &input);
     if s.reuse_cached(ctx, &key, info, None, 0) {
@@ -96,9 +95,14 @@ pub fn run_step(
 
     let lower = lower_dirs(ctx.store, &s.layers)?;
     let scratch = Scratch::new(&ctx.tmp, "run-")?;
-    let mut mounts = Vec::new();
-    for m in &mounts_plan {
-        mounts.push(m.materialize(ctx, &scratch, info)?);
+    // Secrets given as env variables join the process env only here, after the key: their
+    // values never enter a key, a record or a message.
+    let extra = materialize(&mounts_plan, ctx, &scratch, info)?;
+    let mut mounts = extra.mounts;
+    let mut env = env;
+    for (k, v) in extra.env {
+        env.retain(|(e, _)| *e != k);
+        env.push((k, v));
     }
     if !heredoc_files.is_empty() {
         let dir = scratch.path().join("heredocs");
@@ -109,7 +113,7 @@ pub fn run_step(
             std::fs::set_permissions(&host, std::os::unix::fs::PermissionsExt::from_mode(0o755))
                 .map_err(|e| BuildError::io(&host, e))?;
         }
-        mounts.push(BindMount { src: dir, dst: PathBuf::from(HEREDOC_DIR), readonly: true });
+        mounts.push(BindMount { src: dir, dst: PathBuf::from(HEREDOC_DIR), readonly: true }.into());
     }
     let mode = ctx.root_mode();
     let rootfs = match mode {
@@ -204,132 +208,6 @@ fn is_only_heredoc(cmd: &str) -> bool {
     let Some(rest) = t.strip_prefix("<<") else { return false };
     let rest = rest.strip_prefix('-').unwrap_or(rest);
     !rest.is_empty() && !rest.contains(char::is_whitespace)
-}
-
-/// A `RUN --mount` as planned: its key text and how to make its host side.
-struct PlannedMount {
-    key: String,
-    target: String,
-    kind: MountKind,
-}
-
-enum MountKind {
-    /// A read-only view of a context path.
-    Context { path: PathBuf },
-    /// A read-only view of a path in a stage's or image's root file system.
-    Layers { layers: Vec<Layer>, source: String },
-    /// A persistent cache directory under the store root, shared by builds.
-    Cache { dir: PathBuf, mode: u32, uid: u32, gid: u32 },
-}
-
-/// Check and plan the `--mount`s of a RUN (bind from the context, a stage or an image;
-/// cache). The key text of each holds what decides what the process sees: for a bind, the
-/// content digest of the context path or the stage's key / image digest; for a cache, only
-/// its id and target (a cache's content never enters keys, as in BuildKit).
-fn plan_mounts(ctx: &Ctx<'_>, r: &Run, info: &StepInfo) -> Result<Vec<PlannedMount>, BuildError> {
-    let mut out = Vec::new();
-    for m in &r.mounts {
-        match m {
-            Mount::Bind { target, source, from, readwrite } => {
-                if *readwrite {
-                    return Err(info.err("RUN --mount=type=bind,rw is not supported yet; mount it read-only"));
-                }
-                let target = abs_target(target);
-                let source = source.clone().unwrap_or_else(|| "/".to_string());
-                match from {
-                    None => {
-                        let idx = ctx.context()?;
-                        let sel = idx.select(&source).map_err(|e| info.err(e.to_string()))?;
-                        let d = idx.digest_selection(&sel, &ctx.stat_cache).map_err(|e| info.err(e.to_string()))?;
-                        let rel = crate::plan::context::clean_rel(&source);
-                        out.push(PlannedMount {
-                            key: format!("bind,target={target},source={rel},from=context,content={}", d.digest),
-                            target,
-                            kind: MountKind::Context { path: idx.root().join(rel) },
-                        });
-                    }
-                    Some(f) => {
-                        let (fkey, layers) = match crate::plan::graph::stage_by_name(ctx.df, f) {
-                            Some(j) if ctx.is_needed(j) => {
-                                let st = ctx.wait_stage(j)?;
-                                (st.key.clone(), st.layers.clone())
-                            }
-                            Some(_) => return Err(info.err(format!("--mount from={f} names a stage the build did not plan"))),
-                            None => {
-                                let rec = ctx.store.resolve(f).map_err(|e| info.err(format!("--mount from={f}: {e}")))?;
-                                (rec.manifest_desc.digest.to_string(), Layer::of_image(&rec))
-                            }
-                        };
-                        out.push(PlannedMount {
-                            key: format!("bind,target={target},source={source},from={fkey}"),
-                            target,
-                            kind: MountKind::Layers { layers, source },
-                        });
-                    }
-                }
-            }
-            Mount::Cache { target, id, sharing: _, from, source, readonly, mode, uid, gid } => {
-                if from.is_some() || source.is_some() || *readonly {
-                    return Err(info.err("RUN --mount=type=cache with from=, source= or ro is not supported yet"));
-                }
-                let target = abs_target(target);
-                let id = id.clone().unwrap_or_else(|| target.clone());
-                let name = hex::encode(&sha2::Sha256::digest(id.as_bytes())[..16]);
-                out.push(PlannedMount {
-                    key: format!("cache,target={target},id={id}"),
-                    target,
-                    kind: MountKind::Cache {
-                        dir: ctx.store.root().join("cache-mounts").join(name),
-                        mode: mode.unwrap_or(0o755),
-                        uid: uid.unwrap_or(0),
-                        gid: gid.unwrap_or(0),
-                    },
-                });
-            }
-            Mount::Tmpfs { .. } => return Err(info.err("RUN --mount=type=tmpfs is not supported yet")),
-            Mount::Secret { .. } => return Err(info.err("RUN --mount=type=secret is not supported yet")),
-            Mount::Ssh { .. } => return Err(info.err("RUN --mount=type=ssh is not supported yet")),
-        }
-    }
-    Ok(out)
-}
-
-fn abs_target(t: &str) -> String {
-    super::stage::absolute("/", t)
-}
-
-impl PlannedMount {
-    fn materialize(&self, ctx: &Ctx<'_>, scratch: &Scratch, info: &StepInfo) -> Result<BindMount, BuildError> {
-        let dst = PathBuf::from(&self.target);
-        match &self.kind {
-            MountKind::Context { path } => Ok(BindMount { src: path.clone(), dst, readonly: true }),
-            MountKind::Layers { layers, source } => {
-                // Flatten the source's layers into a private copy (only on a cache miss).
-                let lower = lower_dirs(ctx.store, layers)?;
-                let flat = tempfile::Builder::new()
-                    .prefix("mount-")
-                    .tempdir_in(scratch.path())
-                    .map_err(|e| BuildError::io(scratch.path(), e))?
-                    .keep();
-                crate::snapshot::copy_tree(&lower, &flat)
-                    .map_err(|e| info.err(format!("preparing the --mount source: {e}")))?;
-                let src = super::rootfs::resolve_in_root(&flat, source, true).map_err(|e| info.err(e.to_string()))?;
-                if !src.exists() {
-                    return Err(info.err(format!("--mount source {source} does not exist in its stage")));
-                }
-                Ok(BindMount { src, dst, readonly: true })
-            }
-            MountKind::Cache { dir, mode, uid, gid } => {
-                if !dir.is_dir() {
-                    std::fs::create_dir_all(dir).map_err(|e| BuildError::io(dir, e))?;
-                    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(*mode))
-                        .map_err(|e| BuildError::io(dir, e))?;
-                    std::os::unix::fs::chown(dir, Some(*uid), Some(*gid)).map_err(|e| BuildError::io(dir, e))?;
-                }
-                Ok(BindMount { src: dir.clone(), dst, readonly: false })
-            }
-        }
-    }
 }
 
 /// The hex part of `sha256:<hex>` (the store's cache index takes hex names).

@@ -1,19 +1,21 @@
 //! Checks of every step of the stages to build, before anything runs: an unsupported flag
-//! or a value Docker rejects (STOPSIGNAL, EXPOSE, an empty `--from`) fails the build at
-//! once with its `Dockerfile:LINE:COL` location, instead of after earlier steps ran.
+//! or a value Docker rejects (STOPSIGNAL, EXPOSE, an empty `--from`, a tmpfs `size=`), or a
+//! required secret no `--secret` gives, fails the build at once with its
+//! `Dockerfile:LINE:COL` location, instead of after earlier steps ran.
 
 use crate::dockerfile::ast::{Instruction, Mount, Security};
 use crate::plan::graph::is_remote_source;
 use crate::plan::stages::{ScopedInstruction, StageError};
 
-use super::{BuildError, Ctx};
+use super::mounts::{missing_secret, mount_target, tmpfs_size, SecretMount};
+use super::{BuildError, Ctx, Secrets};
 
 /// Check every instruction (and base-stage ONBUILD trigger) of the needed stages.
 pub(crate) fn validate(ctx: &Ctx<'_>) -> Result<(), BuildError> {
     for &i in &ctx.graph.stages.order {
         let Some(scoped) = ctx.graph.scoped.get(i).and_then(Option::as_ref) else { continue };
         for t in scoped.triggers.iter().chain(&scoped.instructions) {
-            if let Err(message) = check(&t.expanded) {
+            if let Err(message) = check(&t.expanded, &ctx.opts.secrets) {
                 return Err(at(ctx, t, message));
             }
         }
@@ -30,8 +32,8 @@ fn at(ctx: &Ctx<'_>, t: &ScopedInstruction, message: String) -> BuildError {
     })
 }
 
-/// What is wrong with one expanded instruction.
-pub(crate) fn check(instr: &Instruction) -> Result<(), String> {
+/// What is wrong with one expanded instruction, given the build's secrets.
+pub(crate) fn check(instr: &Instruction, secrets: &Secrets) -> Result<(), String> {
     match instr {
         Instruction::Run(r) => {
             if r.security == Some(Security::Insecure) {
@@ -50,8 +52,16 @@ pub(crate) fn check(instr: &Instruction) -> Result<(), String> {
                     Mount::Bind { from: Some(f), .. } if f.is_empty() => {
                         return Err("RUN --mount from= is empty: name a stage or an image".into())
                     }
-                    Mount::Tmpfs { .. } => return Err("RUN --mount=type=tmpfs is not supported yet".into()),
-                    Mount::Secret { .. } => return Err("RUN --mount=type=secret is not supported yet".into()),
+                    Mount::Tmpfs { target, size } => {
+                        mount_target("tmpfs", "/", target)?;
+                        tmpfs_size(size.as_deref())?;
+                    }
+                    Mount::Secret { id, target, env, required, .. } => {
+                        let s = SecretMount::resolve(id.as_deref(), target.as_deref(), env.as_deref(), "/")?;
+                        if *required && secrets.get(&s.id).is_none() {
+                            return Err(missing_secret(&s.id));
+                        }
+                    }
                     Mount::Ssh { .. } => return Err("RUN --mount=type=ssh is not supported yet".into()),
                     _ => {}
                 }

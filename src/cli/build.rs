@@ -65,6 +65,10 @@ pub struct BuildArgs {
     /// Export the build cache to a directory (min: the final image's steps; max: every step)
     #[arg(long = "cache-to", value_name = "type=local,dest=DIR[,mode=min|max]")]
     pub cache_to: Option<String>,
+    /// A secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR (id=ID alone:
+    /// the variable ID, else the file ID); may be given several times
+    #[arg(long = "secret", value_name = "id=ID[,src=FILE|,env=VAR]")]
+    pub secrets: Vec<String>,
 }
 
 /// `key=value` pairs of a `--cache-*` value; `type=` must come with one of them.
@@ -214,6 +218,7 @@ pub fn run(g: &Globals, a: BuildArgs) -> anyhow::Result<u8> {
     opts.explain = a.explain;
     opts.cache_from = a.cache_from.iter().map(|s| parse_cache_from(s)).collect::<anyhow::Result<_>>()?;
     opts.cache_to = a.cache_to.as_deref().map(parse_cache_to).transpose()?;
+    opts.secrets = build::Secrets::from_flags(&a.secrets)?;
 
     let mode = if a.quiet { ProgressMode::Quiet } else { a.progress };
     let (sink, renderer) = Renderer::start(mode);

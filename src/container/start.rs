@@ -46,7 +46,7 @@ pub fn spec_for(c: &Container, stdio: Stdio) -> Spec {
     spec.mounts = cfg
         .volumes
         .iter()
-        .map(|v| BindMount { src: v.host.clone(), dst: v.container.clone(), readonly: v.readonly })
+        .map(|v| BindMount { src: v.host.clone(), dst: v.container.clone(), readonly: v.readonly }.into())
         .collect();
     spec.stdio = stdio;
     spec.status_file = Some(c.exit_file());

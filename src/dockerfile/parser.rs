@@ -1235,7 +1235,7 @@ fn parse_mount(spec: &str) -> Result<Mount, String> {
         "bind" => &["type", "target", "dst", "destination", "source", "src", "from", "rw", "readwrite", "readonly", "ro", "bind-propagation"],
         "cache" => &["type", "target", "dst", "destination", "id", "sharing", "from", "source", "src", "readonly", "ro", "rw", "readwrite", "mode", "uid", "gid"],
         "tmpfs" => &["type", "target", "dst", "destination", "size"],
-        "secret" => &["type", "id", "target", "dst", "destination", "env", "required", "mode", "uid", "gid"],
+        "secret" => &["type", "id", "source", "src", "target", "dst", "destination", "env", "required", "mode", "uid", "gid"],
         "ssh" => &["type", "id", "target", "dst", "destination", "required", "mode", "uid", "gid"],
         other => return Err(bad(format!("unknown mount type {other:?}: expected bind, cache, tmpfs, secret or ssh"))),
     };
@@ -1299,7 +1299,8 @@ fn parse_mount(spec: &str) -> Result<Mount, String> {
         },
         "tmpfs" => Mount::Tmpfs { target: target("tmpfs")?, size: string("size") },
         "secret" => Mount::Secret {
-            id: string("id"),
+            // BuildKit: `source=` names the secret too, and wins over `id=`.
+            id: string("source").or_else(|| string("id")),
             target: string("target"),
             env: string("env"),
             required: boolean("required")?.unwrap_or(false),

@@ -16,7 +16,7 @@
 //! | RUN      | env passed to the process, sorted by name | a program can read any of it: ENV values and the ARGs in scope (as BuildKit: an ARG changes the keys of the RUNs after it whose env it is in) |
 //! | RUN      | user, workdir                      | files created are owned by USER, relative paths resolve in WORKDIR |
 //! | RUN      | network mode                       | `--network=none` can fail where host succeeds |
-//! | RUN      | mounts (`--mount=...` canonical text, and the key of a `from=` source) | what the process can read |
+//! | RUN      | mounts (`--mount=...` canonical text, and the key of a `from=` source; tmpfs target and size; secret id, target, env name, mode, owner, required and whether it was given) | what the process can read |
 //! | COPY/ADD | sources as written (after expansion), dest (resolved against WORKDIR), `--chown` (resolved ids), `--chmod`, flags (`--link`, `--parents`, `--exclude`, ADD's auto-extract, `--checksum`) | they decide where and how files land |
 //! | COPY/ADD | content digest of exactly the selected files: relative path, type, mode, symlink target, content SHA-256 | the files themselves |
 //! | COPY/ADD | `--from`: the source stage's final key or the image's manifest digest | the files come from there, not from the context |
@@ -28,6 +28,9 @@
 //! - **host uid/gid of context files**: COPY writes 0:0 unless `--chown`, which is in the key.
 //! - **files outside the selection** and files `.dockerignore` drops: they cannot reach the layer.
 //! - **absolute host paths** (context dir, store root): the same project elsewhere is the same build.
+//! - **secret values** (`--secret`): as BuildKit, a changed secret does not re-run the RUNs
+//!   that mount it (the id and target do); a value must never be recoverable from a key or
+//!   its `--explain` trace. Cache mount contents stay out for the same reason as BuildKit's.
 //! - **proxy variables** (`HTTP_PROXY`, `http_proxy`, `NO_PROXY`, ... as in Docker): they are passed
 //!   to RUN but deliberately left out of its key, as Docker does, so a proxy change does not
 //!   invalidate the cache.

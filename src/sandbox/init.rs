@@ -20,7 +20,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Gid, Pid, Uid};
 use serde::{Deserialize, Serialize};
 
-use super::{sys, FromInit, InitRequest, Network, Rootfs, ToInit, DEFAULT_PATH, FD_ENV};
+use super::{sys, FileMount, FromInit, InitRequest, Mount, Network, Rootfs, ToInit, DEFAULT_PATH, FD_ENV};
 
 /// Signals init passes on to the payload.
 const FORWARDED: [Signal; 7] = [
@@ -438,12 +438,9 @@ fn mountpoints(req: &InitRequest) -> Vec<Mountpoint> {
         },
     ];
     for m in &req.mounts {
-        let dir = std::fs::metadata(&m.src)
-            .map(|md| md.is_dir())
-            .unwrap_or(true);
         v.push(Mountpoint {
-            rel: rel(&m.dst),
-            dir,
+            rel: rel(m.dst()),
+            dir: m.is_dir(),
         });
     }
     v
@@ -875,14 +872,16 @@ fn payload(
     }
     setup_etc(&root, scratch, req)?;
 
+    let mut files = FileStore::new(scratch, req);
     for m in &req.mounts {
+        let dst = m.dst();
+        let dir = m.is_dir();
         // An image's symlink on the way (/var/run -> /run) is followed inside the root, as
         // Docker does; `..` and absolute targets are clamped to the root, never leaving it.
-        let r = resolve_in_root(&root, &rel(&m.dst)).map_err(ChildReport::Setup)?;
+        let r = resolve_in_root(&root, &rel(dst)).map_err(ChildReport::Setup)?;
         // In an overlay root a target missing after the symlinks is created (in the
         // container's upper dir, as Docker creates mountpoints in its rw layer).
-        if matches!(req.rootfs, Rootfs::Overlay { .. }) && r != rel(&m.dst) {
-            let dir = std::fs::metadata(&m.src).map(|md| md.is_dir()).unwrap_or(true);
+        if matches!(req.rootfs, Rootfs::Overlay { .. }) && r != rel(dst) {
             let mut missing = Vec::new();
             missing_components(&root, &Mountpoint { rel: r.clone(), dir }, &mut missing);
             create_stubs(&root, &missing).map_err(ChildReport::Setup)?;
@@ -890,33 +889,57 @@ fn payload(
         // Below /dev (our tmpfs, e.g. BuildKit's /dev/pipes for heredocs) a missing target
         // is created here; it leaves no trace anywhere.
         if r.starts_with("dev") && r != Path::new("dev") {
-            let dir = std::fs::metadata(&m.src)
-                .map(|md| md.is_dir())
-                .unwrap_or(true);
             let mut missing = Vec::new();
-            missing_components(
-                &root,
-                &Mountpoint {
-                    rel: r.clone(),
-                    dir,
-                },
-                &mut missing,
-            );
+            missing_components(&root, &Mountpoint { rel: r.clone(), dir }, &mut missing);
             create_stubs(&root, &missing).map_err(ChildReport::Setup)?;
         }
         if !target_ok(&root, &r).map_err(ChildReport::Setup)? {
             return Err(ChildReport::Setup(format!(
                 "mount target {} is a symlink in the image (or could not be created)",
-                m.dst.display()
+                dst.display()
             )));
         }
-        if !m.src.exists() {
-            return Err(ChildReport::Setup(format!(
-                "mount source {} does not exist",
-                m.src.display()
-            )));
+        let target = root.join(&r);
+        match m {
+            Mount::Bind(b) => {
+                if !b.src.exists() {
+                    return Err(ChildReport::Setup(format!(
+                        "mount source {} does not exist",
+                        b.src.display()
+                    )));
+                }
+                bind(&b.src, &target, b.readonly)?;
+            }
+            Mount::Tmpfs(t) => {
+                // BuildKit's tmpfs options: nosuid, and the size when one is given.
+                let data = t.size.filter(|n| *n > 0).map(|n| format!("size={n}"));
+                mount(
+                    Some("tmpfs"),
+                    &target,
+                    Some("tmpfs"),
+                    MsFlags::MS_NOSUID,
+                    data.as_deref(),
+                )
+                .map_err(|e| setup_err(format!("mounting a tmpfs on {}", dst.display()), e))?;
+            }
+            Mount::File(f) => {
+                let src = files.write(f)?;
+                bind(&src, &target, true)?;
+                mount(
+                    None::<&str>,
+                    &target,
+                    None::<&str>,
+                    MsFlags::MS_BIND
+                        | MsFlags::MS_REMOUNT
+                        | MsFlags::MS_RDONLY
+                        | MsFlags::MS_NOSUID
+                        | MsFlags::MS_NODEV
+                        | MsFlags::MS_NOEXEC,
+                    None::<&str>,
+                )
+                .map_err(|e| setup_err(format!("read-only remount of {}", dst.display()), e))?;
+            }
         }
-        bind(&m.src, &root.join(&r), m.readonly)?;
     }
 
     nix::unistd::sethostname(&req.hostname).map_err(|e| setup_err("sethostname", e))?;
@@ -988,6 +1011,71 @@ fn payload(
         ));
     }
     exec(&req.argv, &env)
+}
+
+/// Where [`Mount::File`] contents are written: a tmpfs of the payload's own mount namespace
+/// (mounted on first use below the scratch dir, mode 0700), so the bytes never reach a disk
+/// and vanish with the namespace. Each file is bind-mounted to its target, which keeps it
+/// reachable after the scratch dir is detached with the old root.
+struct FileStore {
+    dir: PathBuf,
+    size: u64,
+    mounted: bool,
+    next: usize,
+}
+
+impl FileStore {
+    fn new(scratch: &Path, req: &InitRequest) -> Self {
+        // Room for every file, page-rounded, plus the directory itself.
+        let size = req
+            .mounts
+            .iter()
+            .filter_map(|m| match m {
+                Mount::File(f) => Some(f.content.len() as u64 / 4096 + 1),
+                _ => None,
+            })
+            .sum::<u64>()
+            * 4096
+            + 4096;
+        FileStore {
+            dir: scratch.join("files"),
+            size,
+            mounted: false,
+            next: 0,
+        }
+    }
+
+    fn write(&mut self, f: &FileMount) -> Result<PathBuf, ChildReport> {
+        use std::os::unix::fs::PermissionsExt;
+        if !self.mounted {
+            std::fs::create_dir(&self.dir).map_err(|e| setup_err("creating the files dir", e))?;
+            mount(
+                Some("tmpfs"),
+                &self.dir,
+                Some("tmpfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                Some(format!("mode=0700,size={}", self.size).as_str()),
+            )
+            .map_err(|e| setup_err("mounting the files tmpfs", e))?;
+            self.mounted = true;
+        }
+        self.next += 1;
+        let path = self.dir.join(self.next.to_string());
+        let what = || format!("writing the file for {}", f.dst.display());
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| setup_err(what(), e))?;
+        file.write_all(&f.content).map_err(|e| setup_err(what(), e))?;
+        std::os::unix::fs::fchown(&file, Some(f.uid), Some(f.gid))
+            .map_err(|e| setup_err(what(), e))?;
+        // After the chown, which clears set-id bits.
+        file.set_permissions(std::fs::Permissions::from_mode(f.mode))
+            .map_err(|e| setup_err(what(), e))?;
+        Ok(path)
+    }
 }
 
 fn setup_dev(root: &Path) -> Result<(), ChildReport> {

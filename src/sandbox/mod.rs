@@ -20,7 +20,7 @@
 //! the container are reparented to it). The payload unshares a mount namespace, marks every
 //! mount private, builds the root on a private tmpfs scratch mount (overlay or bind),
 //! mounts `/proc`, a minimal `/dev`, private copies of the host's `/etc/hosts` and
-//! `/etc/resolv.conf`, the bind mounts, sets the hostname (and brings `lo` up for
+//! `/etc/resolv.conf`, the spec's mounts (bind, tmpfs, file), sets the hostname (and brings `lo` up for
 //! [`Network::None`]), `pivot_root`s (falls back to `chroot`), limits root to Docker's
 //! default capability set (unless [`Spec::privileged`]), switches user, and `exec`s with
 //! exactly the spec's environment. Setup or exec errors come back over a close-on-exec
@@ -38,7 +38,7 @@
 //! # What consumers must know
 //!
 //! - **Overlay rootfs leaves no mountpoints in the upper dir.** Mountpoints the image lacks
-//!   (`/proc`, `/dev`, `/etc/hosts`, `/etc/resolv.conf`, bind-mount targets) come from an
+//!   (`/proc`, `/dev`, `/etc/hosts`, `/etc/resolv.conf`, [`Mount`] targets) come from an
 //!   extra, lowest lower layer on the private tmpfs, so the upper dir holds only what the
 //!   process wrote. A directory copied up because the process wrote below it (e.g. `etc/`)
 //!   is an ordinary overlay copy-up.
@@ -71,6 +71,9 @@
 //!   directory of [`Spec::status_file`] if set (a container's state dir, removed with the
 //!   container even when init was SIGKILLed), else in rbuild's `std::env::temp_dir()` (the
 //!   private tmpfs is mounted on it inside the sandbox only) and removes it at the end.
+//! - [`Mount::Tmpfs`] and [`Mount::File`] exist only in the payload's mount namespace: a
+//!   file's bytes travel over the socketpair and are written to a tmpfs there (never to a
+//!   disk), so nothing of them remains once the sandbox has ended, even after a SIGKILL.
 //! - [`Stdio::Pty`] allocates the pty in the sandbox's own devpts (`tty` prints
 //!   `/dev/pts/0`, owned by the user, as with runc); the master comes back to rbuild over
 //!   the socketpair (SCM_RIGHTS).
@@ -122,6 +125,46 @@ pub enum Network {
     None,
 }
 
+/// Something mounted inside the sandbox after /proc, /dev and the /etc files. A target the
+/// rootfs lacks leaves no trace in it (see "What consumers must know").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Mount {
+    /// A host path.
+    Bind(BindMount),
+    /// A fresh, empty tmpfs (mode 1777, nosuid), gone with the sandbox.
+    Tmpfs(TmpfsMount),
+    /// A file holding given bytes (a build secret): written to a tmpfs of the payload's own
+    /// mount namespace and bind-mounted read-only, nosuid, nodev, noexec. It never exists on
+    /// a disk, and nothing outside the sandbox can see it.
+    File(FileMount),
+}
+
+impl Mount {
+    /// Absolute path inside the sandbox.
+    pub fn dst(&self) -> &Path {
+        match self {
+            Mount::Bind(b) => &b.dst,
+            Mount::Tmpfs(t) => &t.dst,
+            Mount::File(f) => &f.dst,
+        }
+    }
+
+    /// Is the mountpoint a directory (else a file)?
+    fn is_dir(&self) -> bool {
+        match self {
+            Mount::Bind(b) => std::fs::metadata(&b.src).map(|md| md.is_dir()).unwrap_or(true),
+            Mount::Tmpfs(_) => true,
+            Mount::File(_) => false,
+        }
+    }
+}
+
+impl From<BindMount> for Mount {
+    fn from(b: BindMount) -> Self {
+        Mount::Bind(b)
+    }
+}
+
 /// A host path made visible inside the sandbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BindMount {
@@ -131,6 +174,44 @@ pub struct BindMount {
     pub dst: PathBuf,
     /// Mount read-only.
     pub readonly: bool,
+}
+
+/// A fresh tmpfs inside the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TmpfsMount {
+    /// Absolute path inside the sandbox.
+    pub dst: PathBuf,
+    /// Size limit in bytes (the kernel rounds it up to whole pages); `None` is the
+    /// kernel's default (half of RAM).
+    pub size: Option<u64>,
+}
+
+/// A read-only file with given content inside the sandbox. `Debug` shows the content's
+/// length only.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileMount {
+    /// Absolute path inside the sandbox.
+    pub dst: PathBuf,
+    /// The bytes.
+    pub content: Vec<u8>,
+    /// Permission bits (e.g. 0o400).
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+}
+
+impl std::fmt::Debug for FileMount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileMount")
+            .field("dst", &self.dst)
+            .field("content", &format_args!("<{} bytes>", self.content.len()))
+            .field("mode", &format_args!("{:o}", self.mode))
+            .field("uid", &self.uid)
+            .field("gid", &self.gid)
+            .finish()
+    }
 }
 
 /// Where the payload's stdin/stdout/stderr go.
@@ -182,8 +263,8 @@ pub struct Spec {
     pub hostname: String,
     /// Host network or a private one with only `lo`.
     pub network: Network,
-    /// Bind mounts, applied in order after /proc, /dev and /etc files.
-    pub mounts: Vec<BindMount>,
+    /// Mounts, applied in order after /proc, /dev and /etc files.
+    pub mounts: Vec<Mount>,
     /// Standard streams.
     pub stdio: Stdio,
     /// When set, init writes the payload's exit status here (decimal, newline; atomically)
@@ -296,7 +377,7 @@ struct InitRequest {
     user: Option<String>,
     hostname: String,
     network: Network,
-    mounts: Vec<BindMount>,
+    mounts: Vec<Mount>,
     /// Allocate a pty of this size (rows, cols) in the sandbox.
     pty: Option<(u16, u16)>,
     status_file: Option<PathBuf>,
@@ -331,14 +412,20 @@ fn validate(spec: &Spec) -> Result<(), SandboxError> {
         ));
     }
     for m in &spec.mounts {
-        if !m.dst.is_absolute() {
-            return bad(format!("mount target {} is not absolute", m.dst.display()));
+        let dst = m.dst();
+        if !dst.is_absolute() {
+            return bad(format!("mount target {} is not absolute", dst.display()));
         }
-        if m.dst
+        if dst
             .components()
             .any(|c| c == std::path::Component::ParentDir)
         {
-            return bad(format!("mount target {} contains '..'", m.dst.display()));
+            return bad(format!("mount target {} contains '..'", dst.display()));
+        }
+        if let Mount::File(f) = m {
+            if f.mode > 0o7777 {
+                return bad(format!("mode {:o} of {} is not a permission mode", f.mode, dst.display()));
+            }
         }
     }
     if let Rootfs::Overlay { lower, .. } = &spec.rootfs {
@@ -452,9 +539,12 @@ pub fn spawn(spec: &Spec, init_exe: &Path) -> Result<Sandbox, SandboxError> {
         mounts: spec
             .mounts
             .iter()
-            .map(|m| BindMount {
-                src: abs(&m.src),
-                ..m.clone()
+            .map(|m| match m {
+                Mount::Bind(b) => Mount::Bind(BindMount {
+                    src: abs(&b.src),
+                    ..b.clone()
+                }),
+                other => other.clone(),
             })
             .collect(),
         pty: pty_size,
@@ -793,11 +883,14 @@ mod tests {
         s.env.push(("A=B".into(), "c".into()));
         assert!(validate(&s).is_err());
         let mut s = ok.clone();
-        s.mounts.push(BindMount {
-            src: "/tmp".into(),
-            dst: "/a/../../etc".into(),
-            readonly: false,
-        });
+        s.mounts.push(
+            BindMount {
+                src: "/tmp".into(),
+                dst: "/a/../../etc".into(),
+                readonly: false,
+            }
+            .into(),
+        );
         assert!(validate(&s).is_err());
         let mut s = ok;
         s.rootfs = Rootfs::Overlay {

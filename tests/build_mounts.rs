@@ -1,0 +1,356 @@
+//! `RUN --mount=type=tmpfs` and `RUN --mount=type=secret` with `--secret`: real builds over
+//! busybox:local, real RUNs in the sandbox.
+
+mod build_util;
+
+use std::io::Read;
+use std::path::Path;
+
+use build_util::*;
+use sha2::Digest as _;
+
+/// A value that appears nowhere but in the secret's source.
+const VALUE: &str = "rbuild-test-secret-Zq7vX2mK9pL4";
+
+fn sha256_hex(b: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Does `needle` appear in the archive, in any of its members, gzip-compressed or not?
+fn archive_contains(archive: &Path, needle: &[u8]) -> bool {
+    let raw = std::fs::read(archive).unwrap();
+    if contains(&raw, needle) {
+        return true;
+    }
+    let mut tar = tar::Archive::new(raw.as_slice());
+    for e in tar.entries().unwrap() {
+        let mut member = Vec::new();
+        e.unwrap().read_to_end(&mut member).unwrap();
+        let mut plain = Vec::new();
+        if rbuild::snapshot::maybe_decompress(member.as_slice()).unwrap().read_to_end(&mut plain).is_ok()
+            && contains(&plain, needle)
+        {
+            return true;
+        }
+        if contains(&member, needle) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Does `needle` appear in any regular file under `dir`?
+fn tree_contains(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                todo.push(e.path());
+            } else if ft.is_file() {
+                let mut content = Vec::new();
+                std::fs::File::open(e.path()).unwrap().read_to_end(&mut content).unwrap();
+                let mut plain = Vec::new();
+                let gz = rbuild::snapshot::maybe_decompress(content.as_slice())
+                    .ok()
+                    .and_then(|mut r| r.read_to_end(&mut plain).ok())
+                    .is_some();
+                if contains(&content, needle) || (gz && contains(&plain, needle)) {
+                    hits.push(e.path().display().to_string());
+                }
+            }
+        }
+    }
+    hits
+}
+
+/// `rbuild --root ROOT ARGS...`, stdout and stderr together.
+fn cli(root: &Path, args: &[&str]) -> String {
+    let out = rbuild().arg("--root").arg(root).args(args).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn read(dir: &Path, p: &str) -> String {
+    std::fs::read_to_string(dir.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"))
+}
+
+/// A tmpfs is empty at each RUN, really a tmpfs, hides what the image has at its target,
+/// and nothing written to it (nor its mount point) reaches the layer.
+#[test]
+fn tmpfs_is_fresh_at_each_run_and_leaves_no_trace() {
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    write_files(
+        ctx.path(),
+        &[(
+            "Dockerfile",
+            r#"FROM busybox:local
+RUN mkdir /data && echo keep > /data/kept
+RUN --mount=type=tmpfs,target=/scratch test -z "$(ls -A /scratch)" && grep -q " /scratch tmpfs " /proc/mounts && echo one > /scratch/f && cat /scratch/f > /seen1
+RUN --mount=type=tmpfs,target=/scratch test -z "$(ls -A /scratch)" && echo empty-again > /seen2
+RUN --mount=type=tmpfs,target=/data test ! -e /data/kept && echo new > /data/new && echo hidden > /seen3
+USER nobody
+RUN --mount=type=tmpfs,target=/tmp/t echo writable-by-anyone > /tmp/t/f && cat /tmp/t/f > /tmp/seen4
+"#,
+        )],
+    );
+    let r = build(root.path(), ctx.path(), &["-t", "tmpfs:1"]);
+    assert!(r.ok(), "{}", r.stderr);
+    let fs = unpack_image(root.path(), "tmpfs:1");
+    let p = fs.path();
+    assert_eq!(read(p, "seen1"), "one\n");
+    assert_eq!(read(p, "seen2"), "empty-again\n");
+    assert_eq!(read(p, "seen3"), "hidden\n");
+    assert_eq!(read(p, "tmp/seen4"), "writable-by-anyone\n");
+    assert!(!p.join("scratch").exists(), "the tmpfs mount point reached the layer");
+    assert!(!p.join("tmp/t").exists(), "the tmpfs mount point reached the layer");
+    assert_eq!(read(p, "data/kept"), "keep\n", "the image's files under the target stay");
+    assert!(!p.join("data/new").exists(), "a write to the tmpfs reached the layer");
+}
+
+/// `size=` limits the tmpfs (BuildKit's units: 64k = 65536 bytes); a bad size is a
+/// Dockerfile:LINE:COL error before anything runs.
+#[test]
+fn tmpfs_size_is_enforced_and_checked_before_the_build() {
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    let df = |count: u32| {
+        format!("FROM busybox:local\nRUN --mount=type=tmpfs,target=/t,size=64k dd if=/dev/zero of=/t/big bs=1024 count={count} && echo fits > /fits\n")
+    };
+    write_files(ctx.path(), &[("Dockerfile", &df(32))]);
+    let r = build(root.path(), ctx.path(), &["-t", "size:1"]);
+    assert!(r.ok(), "32 KiB fit in 64k: {}", r.stderr);
+    write_files(ctx.path(), &[("Dockerfile", &df(128))]);
+    let r = build(root.path(), ctx.path(), &["-t", "size:2"]);
+    assert!(!r.ok(), "128 KiB must not fit in size=64k");
+    assert!(r.stderr.contains("No space left on device"), "{}", r.stderr);
+
+    for (size, want) in [("lots", "size=lots: invalid size"), ("64x", "size=64x: invalid size")] {
+        write_files(
+            ctx.path(),
+            &[("Dockerfile", &format!("FROM busybox:local\nRUN touch /ran\nRUN --mount=type=tmpfs,target=/t,size={size} true\n"))],
+        );
+        let r = build(root.path(), ctx.path(), &["-t", "size:3"]);
+        assert!(!r.ok());
+        assert!(r.stderr.contains(&format!("Dockerfile:3:1: RUN --mount=type=tmpfs,{want}")), "{}", r.stderr);
+        assert!(!r.stderr.contains("RUN touch /ran"), "nothing ran before the check:\n{}", r.stderr);
+    }
+}
+
+/// A secret file at the default and at a custom target, with its mode and owner, read-only;
+/// its value is in no layer, no saved archive, no file of the store, and not in history,
+/// inspect, the metadata file or the build output.
+#[test]
+fn secret_files_are_mounted_and_never_stored() {
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    let secret_dir = tempfile::tempdir().unwrap();
+    let src = secret_dir.path().join("token");
+    std::fs::write(&src, VALUE).unwrap();
+    write_files(
+        ctx.path(),
+        &[(
+            "Dockerfile",
+            r#"FROM busybox:local
+RUN --mount=type=secret,id=tok stat -c '%a %u %g' /run/secrets/tok > /default-stat && sha256sum /run/secrets/tok | cut -c1-64 > /default-sum && if (echo x > /run/secrets/tok) 2>/dev/null; then echo writable; else echo read-only; fi > /default-ro
+RUN --mount=type=secret,id=tok,target=/etc/app/key,mode=0440,uid=1000,gid=1001 stat -c '%a %u %g' /etc/app/key > /custom-stat && sha256sum /etc/app/key | cut -c1-64 > /custom-sum
+USER nobody
+RUN --mount=type=secret,id=tok,target=/home/key cat /home/key > /dev/null 2>&1 && echo readable > /tmp/as-nobody || echo denied > /tmp/as-nobody
+"#,
+        )],
+    );
+    let meta = ctx.path().join("meta.json");
+    let secret_flag = format!("id=tok,src={}", src.display());
+    let r = build(
+        root.path(),
+        ctx.path(),
+        &["-t", "sec:1", "--secret", &secret_flag, "--explain", "--metadata-file", meta.to_str().unwrap()],
+    );
+    assert!(r.ok(), "{}", r.stderr);
+    let fs = unpack_image(root.path(), "sec:1");
+    let p = fs.path();
+    let sum = sha256_hex(VALUE.as_bytes());
+    assert_eq!(read(p, "default-stat"), "400 0 0\n");
+    assert_eq!(read(p, "default-sum").trim(), sum, "the file holds the secret");
+    assert_eq!(read(p, "default-ro"), "read-only\n");
+    assert_eq!(read(p, "custom-stat"), "440 1000 1001\n");
+    assert_eq!(read(p, "custom-sum").trim(), sum);
+    assert_eq!(read(p, "tmp/as-nobody"), "denied\n", "mode 0400 owned by root");
+    for gone in ["run", "etc/app", "home"] {
+        assert!(!p.join(gone).exists(), "/{gone} (a secret's mount point) reached the layer");
+    }
+
+    // Nowhere in the store, the saved image, or what rbuild prints.
+    assert_eq!(tree_contains(root.path(), VALUE.as_bytes()), Vec::<String>::new());
+    let saved = ctx.path().join("sec.tar");
+    cli(root.path(), &["save", "-o", saved.to_str().unwrap(), "sec:1"]);
+    assert!(!archive_contains(&saved, VALUE.as_bytes()), "the secret is in the saved image");
+    let shown = [
+        cli(root.path(), &["history", "--no-trunc", "sec:1"]),
+        cli(root.path(), &["inspect", "sec:1"]),
+        std::fs::read_to_string(&meta).unwrap(),
+        r.stderr.clone(),
+        r.stdout.clone(),
+    ];
+    for s in &shown {
+        assert!(!s.contains(VALUE), "the secret is shown:\n{s}");
+    }
+
+    // The checks above can fail: a RUN that copies the secret puts it in the archive.
+    write_files(ctx.path(), &[("Dockerfile", "FROM busybox:local\nRUN --mount=type=secret,id=tok cp /run/secrets/tok /leaked\n")]);
+    let r = build(root.path(), ctx.path(), &["-t", "leak:1", "--secret", &secret_flag]);
+    assert!(r.ok(), "{}", r.stderr);
+    let leaked = ctx.path().join("leak.tar");
+    cli(root.path(), &["save", "-o", leaked.to_str().unwrap(), "leak:1"]);
+    assert!(archive_contains(&leaked, VALUE.as_bytes()), "archive_contains misses a copied secret");
+}
+
+/// `env=VAR`: the secret is the variable VAR of that RUN only (no file unless a target is
+/// given), and never in the image config. `--secret id=ID,env=HOSTVAR` and `--secret id=ID`
+/// (the variable ID) read the host environment.
+#[test]
+fn secret_as_environment_variable() {
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    write_files(
+        ctx.path(),
+        &[(
+            "Dockerfile",
+            r#"FROM busybox:local
+RUN --mount=type=secret,id=tok,env=TOKEN test ! -e /run/secrets/tok && printf %s "$TOKEN" | sha256sum | cut -c1-64 > /env-sum
+RUN --mount=type=secret,id=tok,env=TOKEN,target=/both printf %s "$TOKEN" | cmp -s - /both && echo same > /both-same
+RUN echo "[$TOKEN]" > /later
+RUN --mount=type=secret,id=MY_TOKEN,env=T2 printf %s "$T2" | sha256sum | cut -c1-64 > /short-sum
+"#,
+        )],
+    );
+    let r = build_env(
+        root.path(),
+        ctx.path(),
+        &["-t", "envsec:1", "--secret", "id=tok,env=RBUILD_TEST_HOST_TOKEN", "--secret", "id=MY_TOKEN"],
+        &[("RBUILD_TEST_HOST_TOKEN", VALUE), ("MY_TOKEN", "short-form-value")],
+    );
+    assert!(r.ok(), "{}", r.stderr);
+    let fs = unpack_image(root.path(), "envsec:1");
+    let p = fs.path();
+    assert_eq!(read(p, "env-sum").trim(), sha256_hex(VALUE.as_bytes()));
+    assert_eq!(read(p, "both-same"), "same\n");
+    assert_eq!(read(p, "later"), "[]\n", "the variable is set for its RUN only");
+    assert_eq!(read(p, "short-sum").trim(), sha256_hex(b"short-form-value"));
+    assert!(!p.join("both").exists());
+    let inspect = cli(root.path(), &["inspect", "envsec:1"]);
+    assert!(!inspect.contains(VALUE) && !inspect.contains("TOKEN="), "{inspect}");
+    assert_eq!(tree_contains(root.path(), VALUE.as_bytes()), Vec::<String>::new());
+}
+
+/// A required secret that no `--secret` gives fails before any step runs, naming the id
+/// and the flag; an optional one is simply not mounted.
+#[test]
+fn missing_secrets_required_and_optional() {
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    write_files(
+        ctx.path(),
+        &[("Dockerfile", "FROM busybox:local\nRUN touch /ran\nRUN --mount=type=secret,id=npmrc,required=true true\n")],
+    );
+    let r = build(root.path(), ctx.path(), &["-t", "req:1"]);
+    assert!(!r.ok());
+    assert_ne!(r.out.status.code(), Some(0));
+    assert!(
+        r.stderr.contains("Dockerfile:3:1: secret \"npmrc\" is required")
+            && r.stderr.contains("--secret id=npmrc,src=FILE"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("RUN touch /ran"), "nothing ran before the check:\n{}", r.stderr);
+
+    // A source that cannot be read fails at once too, naming the id and the path.
+    let r = build(root.path(), ctx.path(), &["-t", "req:1", "--secret", "id=npmrc,src=/nonexistent/npmrc"]);
+    assert!(!r.ok());
+    assert!(r.stderr.contains("--secret id=npmrc: /nonexistent/npmrc"), "{}", r.stderr);
+    assert!(!r.stderr.contains("RUN touch /ran"), "{}", r.stderr);
+
+    write_files(
+        ctx.path(),
+        &[("Dockerfile", "FROM busybox:local\nRUN --mount=type=secret,id=nope test ! -e /run/secrets/nope && echo absent > /absent\nRUN --mount=type=secret,id=nope,env=NOPE echo \"[$NOPE]\" > /no-env\n")],
+    );
+    let r = build(root.path(), ctx.path(), &["-t", "opt:1"]);
+    assert!(r.ok(), "{}", r.stderr);
+    let fs = unpack_image(root.path(), "opt:1");
+    assert_eq!(read(fs.path(), "absent"), "absent\n");
+    assert_eq!(read(fs.path(), "no-env"), "[]\n");
+}
+
+/// As BuildKit: a changed secret value keeps the RUN cached; a changed id or target
+/// re-runs it. `--explain` says why without showing the value.
+#[test]
+fn secret_value_is_not_in_the_cache_key_but_id_and_target_are() {
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    let secret_dir = tempfile::tempdir().unwrap();
+    let src = secret_dir.path().join("s");
+    let flag = |id: &str| format!("id={id},src={}", src.display());
+    let df = |mount: &str| format!("FROM busybox:local\nRUN --mount=type=secret,{mount} cat /run/secrets/* | wc -c > /len\n");
+    write_files(ctx.path(), &[("Dockerfile", &df("id=a"))]);
+
+    std::fs::write(&src, "first").unwrap();
+    let r = build(root.path(), ctx.path(), &["-t", "ck:1", "--secret", &flag("a")]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert_eq!(r.rebuilt().len(), 1, "{}", r.stderr);
+
+    std::fs::write(&src, VALUE).unwrap();
+    let r = build(root.path(), ctx.path(), &["-t", "ck:1", "--secret", &flag("a"), "--explain"]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(r.rebuilt().is_empty(), "a new secret value must not bust the cache:\n{}", r.stderr);
+    assert_eq!(read(unpack_image(root.path(), "ck:1").path(), "len").trim(), "5", "the cached layer");
+
+    write_files(ctx.path(), &[("Dockerfile", &df("id=b"))]);
+    let r = build(root.path(), ctx.path(), &["-t", "ck:1", "--secret", &flag("b"), "--explain"]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert_eq!(r.rebuilt().len(), 1, "a new id re-runs:\n{}", r.stderr);
+    assert!(r.stderr.contains("MISS because"), "{}", r.stderr);
+    assert!(!r.stderr.contains(VALUE), "{}", r.stderr);
+    assert_eq!(read(unpack_image(root.path(), "ck:1").path(), "len").trim(), VALUE.len().to_string());
+
+    write_files(ctx.path(), &[("Dockerfile", &df("id=b,target=/run/secrets/other"))]);
+    let r = build(root.path(), ctx.path(), &["-t", "ck:1", "--secret", &flag("b"), "--explain"]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert_eq!(r.rebuilt().len(), 1, "a new target re-runs:\n{}", r.stderr);
+    assert!(!r.stderr.contains(VALUE), "{}", r.stderr);
+    assert_eq!(tree_contains(root.path(), VALUE.as_bytes()), Vec::<String>::new());
+}
+
+/// Relative mount targets are relative to WORKDIR, as in BuildKit (they were taken from `/`).
+#[test]
+fn relative_mount_targets_follow_workdir() {
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    let secret = ctx.path().join("secret.txt");
+    std::fs::write(&secret, "s3cr3t-rel").unwrap();
+    write_files(
+        ctx.path(),
+        &[
+            ("f.txt", "from the context\n"),
+            (".dockerignore", "secret.txt\n"),
+            (
+                "Dockerfile",
+                "FROM busybox:local\nWORKDIR /app\n\
+                 RUN --mount=type=bind,source=f.txt,target=ctx.txt --mount=type=secret,id=s,target=sec/s.txt \
+                 --mount=type=tmpfs,target=tmp \
+                 cat /app/ctx.txt > /out && wc -c < /app/sec/s.txt >> /out && touch /app/tmp/x && grep -q ' /app/tmp ' /proc/mounts && echo ok >> /out\n",
+            ),
+        ],
+    );
+    let flag = format!("id=s,src={}", secret.display());
+    let r = build(root.path(), ctx.path(), &["-t", "rel:1", "--secret", &flag]);
+    assert!(r.ok(), "{}", r.stderr);
+    let f = unpack_image(root.path(), "rel:1");
+    assert_eq!(read(f.path(), "out"), "from the context\n10\nok\n");
+    assert!(!f.path().join("app/tmp/x").exists());
+}
