@@ -411,3 +411,23 @@ fn source_date_epoch_must_be_a_number_and_may_be_a_build_arg() {
     let f = unpack_image(root.path(), "sde:77");
     assert_eq!(std::fs::metadata(f.path().join("f")).unwrap().mtime(), 77);
 }
+
+/// QA: an image holding one layer twice (`COPY a /x/`, `RUN rm -rf /x`, `COPY a /x/`) could
+/// not be built upon or run: overlayfs refuses a lower dir twice (ELOOP).
+#[test]
+fn an_image_with_a_layer_twice_builds_and_runs() {
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    write_files(
+        ctx.path(),
+        &[("a", "hi\n"), ("Dockerfile", "FROM busybox:local\nCOPY a /x/\nRUN rm -rf /x\nCOPY a /x/\nRUN cat /x/a > /seen\n")],
+    );
+    let r = build(root.path(), ctx.path(), &["-t", "dup:1"]);
+    assert!(r.ok(), "{}", r.stderr);
+    let ids = store(root.path()).resolve("dup:1").unwrap().config.rootfs.diff_ids;
+    assert_eq!(ids[1], ids[3], "the two COPY layers are one layer");
+    assert_eq!(std::fs::read_to_string(unpack_image(root.path(), "dup:1").path().join("seen")).unwrap(), "hi\n");
+    let out = rbuild().arg("--root").arg(root.path()).args(["run", "--rm", "dup:1", "cat", "/x/a", "/seen"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\nhi\n");
+}

@@ -53,13 +53,14 @@ impl Layer {
     }
 }
 
-/// Unpacked snapshot dirs of `layers` (bottom first in), top first out (overlay order).
+/// Unpacked snapshot dirs of `layers` (bottom first in), top first out (overlay order), a
+/// layer that is there twice only once ([`snapshot::overlay::distinct_layers`]).
 pub fn lower_dirs(store: &Store, layers: &[Layer]) -> Result<Vec<PathBuf>, BuildError> {
     let mut out = Vec::with_capacity(layers.len());
     for l in layers.iter().rev() {
         out.push(store.ensure_unpacked(&l.desc, &l.diff_id)?);
     }
-    Ok(out)
+    Ok(snapshot::overlay::distinct_layers(&out))
 }
 
 /// A fresh `upper`, `work` and mount point under `parent`; removed when dropped.

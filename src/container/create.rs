@@ -135,6 +135,7 @@ pub fn create(
         lower_dirs.push(store.ensure_unpacked(layer, diff_id)?);
     }
     lower_dirs.reverse();
+    let lower_dirs = crate::snapshot::overlay::distinct_layers(&lower_dirs);
     let home = command::home_dir(user.as_deref(), read_passwd(&lower_dirs).as_deref());
 
     let id = new_id()?;

@@ -112,9 +112,21 @@ pub fn mount_data(lower: &[PathBuf], upper: &Path, work: &Path) -> Result<String
     ))
 }
 
+/// `lower` (top first) with each directory only at its topmost place. overlayfs refuses a
+/// directory twice (`ELOOP`), and an image may hold one layer twice (`COPY a /x/`, `RUN rm
+/// -rf /x`, `COPY a /x/`). Dropping the lower copy changes nothing: at every path the upper
+/// copy of the layer is consulted first and says the same (the same entries, whiteouts and
+/// opaque dirs), and layers between the two only hide things below themselves.
+pub fn distinct_layers(lower: &[PathBuf]) -> Vec<PathBuf> {
+    let mut seen = std::collections::HashSet::new();
+    lower.iter().filter(|l| seen.insert(l.as_path())).cloned().collect()
+}
+
 /// Mounts an overlay of `lower` (top first) + `upper` with the empty scratch dir `work` at
 /// `target`. `upper` and `work` must be directories on one filesystem. See the module docs.
+/// A directory given twice in `lower` is used once ([`distinct_layers`]).
 pub fn mount(lower: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<MountGuard> {
+    let lower = distinct_layers(lower);
     let err = |message: String| SnapshotError::Overlay {
         target: target.to_path_buf(),
         message,
@@ -126,7 +138,7 @@ pub fn mount(lower: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Res
         )));
     }
     let mut scratch = None;
-    let mut lower: Vec<PathBuf> = lower.to_vec();
+    let mut lower = lower;
     if lower.is_empty() {
         let dir = tempfile::Builder::new()
             .prefix("rbuild-empty-lower-")
