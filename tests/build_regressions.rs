@@ -431,3 +431,70 @@ fn an_image_with_a_layer_twice_builds_and_runs() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\nhi\n");
 }
+
+/// QA: `--timings`/`--metadata-file` (and `--cache-to`) written into the build context became
+/// part of the next build's context, so `COPY . .` never hit the cache and the reports ended
+/// up in the image.
+#[test]
+fn own_outputs_in_the_context_are_left_out_of_it() {
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    write_files(ctx.path(), &[("src.txt", "x\n"), ("Dockerfile", "FROM busybox:local\nCOPY . /app/\n")]);
+    let html = ctx.path().join("build.html");
+    let json = ctx.path().join("out/build.json");
+    std::fs::create_dir_all(json.parent().unwrap()).unwrap();
+    let cache = ctx.path().join(".rbuild-cache");
+    let args = |tag: &'static str| {
+        vec![
+            "-t".to_string(),
+            tag.to_string(),
+            format!("--timings={}", html.display()),
+            "--metadata-file".to_string(),
+            json.display().to_string(),
+            format!("--cache-to=type=local,dest={},mode=max", cache.display()),
+        ]
+    };
+    for (i, tag) in ["own:1", "own:2"].into_iter().enumerate() {
+        let a = args(tag);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let r = build(root.path(), ctx.path(), &a);
+        assert!(r.ok(), "{}", r.stderr);
+        if i == 1 {
+            assert!(r.rebuilt().is_empty(), "the second build is fully cached: {}", r.stderr);
+        }
+    }
+    assert!(html.is_file() && json.is_file() && cache.is_dir());
+    let f = unpack_image(root.path(), "own:2");
+    assert!(f.path().join("app/src.txt").is_file());
+    for p in ["app/build.html", "app/out/build.json", "app/.rbuild-cache"] {
+        assert!(!f.path().join(p).exists(), "{p} is in the image");
+    }
+    assert!(f.path().join("app/out").is_dir(), "only the output itself is left out");
+}
+
+/// QA: a failed build wrote neither `--timings` nor `--metadata-file`.
+#[test]
+fn a_failed_build_still_writes_its_reports() {
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    write_files(ctx.path(), &[("Dockerfile", "FROM busybox:local\nRUN echo one > /one\nRUN exit 3\n")]);
+    let html = out.path().join("t.html");
+    let json = out.path().join("m.json");
+    let r = build(
+        root.path(),
+        ctx.path(),
+        &["-t", "fail:1", &format!("--timings={}", html.display()), "--metadata-file", json.to_str().unwrap()],
+    );
+    assert!(!r.ok());
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(v["error"].as_str().unwrap().contains("exit code 3") || v["error"].as_str().unwrap().contains("3"), "{v}");
+    assert!(v.get("image_id").is_none(), "{v}");
+    let steps = v["steps"].as_array().unwrap();
+    let failed: Vec<&str> = steps.iter().filter(|s| s["failed"] == true).map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(failed.len(), 1, "{v}");
+    assert!(failed[0].contains("RUN exit 3"), "{failed:?}");
+    assert!(steps.iter().any(|s| s["name"].as_str().unwrap().contains("echo one") && s["failed"] == false));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("FAILED"), "the page says the build failed");
+}

@@ -96,6 +96,50 @@ pub struct Output {
     pub dest: PathBuf,
 }
 
+/// The context filter: `.dockerignore`, and the files rbuild itself writes inside the
+/// context. A `--timings` report or a `--cache-to` directory in the context would otherwise
+/// be part of the next build's context, so `COPY . .` would never be cached (and the
+/// reports would end up in the image).
+struct OwnOutputsLeftOut {
+    rules: Dockerignore,
+    /// Context-relative paths (`/`-separated) of the outputs inside the context.
+    outputs: Vec<String>,
+}
+
+impl OwnOutputsLeftOut {
+    fn new(rules: Dockerignore, context: &Path, outputs: Vec<&Path>) -> Self {
+        let ctx = std::fs::canonicalize(context).unwrap_or_else(|_| context.to_path_buf());
+        let outputs = outputs
+            .into_iter()
+            .filter_map(|p| {
+                let abs = if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir().ok()?.join(p) };
+                // The output may not exist yet: resolve its directory.
+                let dir = std::fs::canonicalize(abs.parent()?).ok()?;
+                let full = match abs.file_name() {
+                    Some(n) => dir.join(n),
+                    None => dir,
+                };
+                let rel = full.strip_prefix(&ctx).ok()?.to_str()?.to_string();
+                (!rel.is_empty()).then_some(rel)
+            })
+            .collect();
+        OwnOutputsLeftOut { rules, outputs }
+    }
+
+    fn is_output(&self, rel: &str) -> bool {
+        self.outputs.iter().any(|o| rel == o || rel.strip_prefix(o.as_str()).is_some_and(|r| r.starts_with('/')))
+    }
+}
+
+impl ContextFilter for OwnOutputsLeftOut {
+    fn is_excluded(&self, rel: &str) -> bool {
+        self.is_output(rel) || self.rules.is_excluded(rel)
+    }
+    fn can_skip_dir(&self, rel: &str) -> bool {
+        self.is_output(rel) || self.rules.can_skip_dir(rel)
+    }
+}
+
 /// Everything a build needs to know.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
@@ -130,9 +174,20 @@ pub struct BuildOptions {
     pub cache_to: Option<CacheTo>,
     /// `--secret`: the values for `RUN --mount=type=secret` (never in keys or records).
     pub secrets: Secrets,
+    /// Files the caller writes after the build (`--timings`, `--metadata-file`): like the
+    /// build's own outputs (`--output`, `--cache-to`) they are left out of the context.
+    pub report_files: Vec<PathBuf>,
 }
 
 impl BuildOptions {
+    /// What rbuild writes because of this build: reports, `--output`, `--cache-to`.
+    pub fn own_outputs(&self) -> Vec<&Path> {
+        let mut v: Vec<&Path> = self.report_files.iter().map(PathBuf::as_path).collect();
+        v.extend(self.output.as_ref().map(|o| o.dest.as_path()));
+        v.extend(self.cache_to.as_ref().map(|c| c.dest.as_path()));
+        v
+    }
+
     /// Options for a context dir with defaults (init_exe = this executable).
     pub fn new(context: impl Into<PathBuf>) -> Self {
         BuildOptions {
@@ -151,6 +206,7 @@ impl BuildOptions {
             cache_from: Vec::new(),
             cache_to: None,
             secrets: Secrets::default(),
+            report_files: Vec::new(),
         }
     }
 }
@@ -453,6 +509,7 @@ pub fn build(
     }
     let ignore = Dockerignore::read_for_context(&opts.context, &dockerfile_path)
         .map_err(|e| BuildError::Options(format!("reading .dockerignore: {e}")))?;
+    let ignore = OwnOutputsLeftOut::new(ignore, &opts.context, opts.own_outputs());
 
     rootfs::sweep_stale_tmp(store);
     let tmp = tempfile::Builder::new()

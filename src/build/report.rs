@@ -26,6 +26,9 @@
 //! }
 //! ```
 //!
+//! A build that fails still gets both reports: the image fields are left out, `error` holds
+//! the build's error, and the failed step has `"failed": true`.
+//!
 //! `kind` is `internal` for work outside the Dockerfile's steps (loading the build
 //! context), `from` for a stage's base and `step` otherwise. Times are milliseconds from
 //! the start of the build. A layer's uncompressed size is known for layers this version of
@@ -66,16 +69,21 @@ pub struct ReportError {
 /// One build, for `--timings` and `--metadata-file`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BuildReport {
-    /// The image ID (config digest), under BuildKit's name.
-    #[serde(rename = "containerimage.config.digest")]
+    /// The image ID (config digest), under BuildKit's name (empty when the build failed).
+    #[serde(rename = "containerimage.config.digest", default, skip_serializing_if = "String::is_empty")]
     pub config_digest: String,
     /// The manifest digest, under BuildKit's name.
-    #[serde(rename = "containerimage.digest")]
+    #[serde(rename = "containerimage.digest", default, skip_serializing_if = "String::is_empty")]
     pub image_digest: String,
     /// The image ID (config digest).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub image_id: String,
     /// The manifest digest.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub manifest_digest: String,
+    /// Why the build failed (absent when it succeeded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// Tags written.
     pub tags: Vec<String>,
     /// Wall time of the build.
@@ -127,7 +135,8 @@ fn ms(d: Duration) -> u64 {
 
 impl BuildReport {
     /// Make the report of a build that started at `start` from the events it sent.
-    pub fn from_events(start: Instant, events: &[TimedEvent], result: &BuildResult) -> Self {
+    /// The report of a build from its events and its result (or its error).
+    pub fn from_events(start: Instant, events: &[TimedEvent], result: Result<&BuildResult, &str>) -> Self {
         let mut steps: Vec<StepReport> = Vec::new();
         let mut at: HashMap<u32, usize> = HashMap::new();
         let since = |t: Instant| t.saturating_duration_since(start);
@@ -189,16 +198,31 @@ impl BuildReport {
             }
         }
         steps.sort_by_key(|s| (s.start_ms, s.id));
-        BuildReport {
-            config_digest: result.image_id.to_string(),
-            image_digest: result.manifest.digest.to_string(),
-            image_id: result.image_id.to_string(),
-            manifest_digest: result.manifest.digest.to_string(),
-            tags: result.tags.iter().map(|t| t.to_string()).collect(),
-            duration_ms: ms(result.elapsed),
-            steps_total: result.steps,
-            steps_cached: result.cached,
-            steps,
+        match result {
+            Ok(result) => BuildReport {
+                config_digest: result.image_id.to_string(),
+                image_digest: result.manifest.digest.to_string(),
+                image_id: result.image_id.to_string(),
+                manifest_digest: result.manifest.digest.to_string(),
+                error: None,
+                tags: result.tags.iter().map(|t| t.to_string()).collect(),
+                duration_ms: ms(result.elapsed),
+                steps_total: result.steps,
+                steps_cached: result.cached,
+                steps,
+            },
+            Err(error) => BuildReport {
+                config_digest: String::new(),
+                image_digest: String::new(),
+                image_id: String::new(),
+                manifest_digest: String::new(),
+                error: Some(error.to_string()),
+                tags: Vec::new(),
+                duration_ms: ms(start.elapsed()),
+                steps_total: steps.iter().filter(|s| s.kind != "internal").count(),
+                steps_cached: steps.iter().filter(|s| s.kind != "internal" && s.cached).count(),
+                steps,
+            },
         }
     }
 
@@ -240,7 +264,11 @@ impl BuildReport {
         );
         let _ = write!(h, "<h1>{}</h1>\n<table class=\"summary\">\n", esc(&title));
         let ran = self.steps.iter().filter(|s| s.kind == "step" && !s.cached).count();
-        let rows: Vec<(&str, String)> = vec![
+        let mut rows: Vec<(&str, String)> = Vec::new();
+        if let Some(e) = &self.error {
+            rows.push(("Result", format!("<span class=\"tag failed\">FAILED</span> <code>{}</code>", esc(e))));
+        }
+        rows.extend([
             ("Image ID", format!("<code>{}</code>", esc(&self.image_id))),
             (
                 "Manifest digest",
@@ -267,7 +295,7 @@ impl BuildReport {
                 "Context bytes hashed",
                 esc(&fmt_bytes(self.steps.iter().map(|s| s.bytes_hashed).sum())),
             ),
-        ];
+        ]);
         for (k, v) in rows {
             let _ = writeln!(h, "<tr><th>{k}</th><td>{v}</td></tr>");
         }
@@ -282,7 +310,7 @@ impl BuildReport {
 
         h.push_str("<h2>Steps</h2>\n<table class=\"steps\">\n<thead><tr><th>#</th><th>Stage</th><th>Step</th><th>Cache</th>\
                     <th class=\"num\">Start</th><th class=\"num\">Duration</th><th class=\"num\">Bytes hashed</th>\
-                    <th class=\"num\">Layer (compressed)</th><th class=\"num\">Layer (uncompressed)</th></tr></thead>\n<tbody>\n");
+                    <th class=\"num\">Layer blob</th><th class=\"num\">Layer (uncompressed)</th></tr></thead>\n<tbody>\n");
         for s in &self.steps {
             let (class, label) = status(s);
             let opt = |v: Option<u64>| v.map(fmt_bytes).unwrap_or_else(|| "–".into());

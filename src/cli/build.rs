@@ -219,6 +219,7 @@ pub fn run(g: &Globals, a: BuildArgs) -> anyhow::Result<u8> {
     opts.cache_from = a.cache_from.iter().map(|s| parse_cache_from(s)).collect::<anyhow::Result<_>>()?;
     opts.cache_to = a.cache_to.as_deref().map(parse_cache_to).transpose()?;
     opts.secrets = build::Secrets::from_flags(&a.secrets)?;
+    opts.report_files = a.timings.iter().chain(a.metadata_file.iter()).cloned().collect();
 
     let mode = if a.quiet { ProgressMode::Quiet } else { a.progress };
     let (sink, renderer) = Renderer::start(mode);
@@ -228,17 +229,29 @@ pub fn run(g: &Globals, a: BuildArgs) -> anyhow::Result<u8> {
     let result = build::build(&store, &opts, &sink, &cancel);
     drop(sink);
     renderer.finish();
-    match result {
-        Ok(r) => {
-            if want_report {
-                let report = BuildReport::from_events(start, &log.events(), &r);
-                if let Some(p) = &a.timings {
-                    report.write_html(p)?;
-                }
-                if let Some(p) = &a.metadata_file {
-                    report.write_json(p)?;
+    if want_report {
+        // Written for a failed build too: that is when CI wants to see where it stopped.
+        let error = result.as_ref().err().map(|e| e.to_string());
+        let report = BuildReport::from_events(start, &log.events(), result.as_ref().map_err(|_| error.as_deref().unwrap_or("")));
+        let written = a
+            .timings
+            .as_deref()
+            .map_or(Ok(()), |p| report.write_html(p))
+            .and_then(|()| a.metadata_file.as_deref().map_or(Ok(()), |p| report.write_json(p)));
+        match written {
+            Err(e) if result.is_ok() => return Err(e.into()),
+            // The build's own error is the one to exit with.
+            Err(e) => {
+                #[allow(clippy::print_stderr)]
+                {
+                    eprintln!("warning: {e}");
                 }
             }
+            Ok(()) => {}
+        }
+    }
+    match result {
+        Ok(r) => {
             if a.quiet {
                 #[allow(clippy::print_stdout)]
                 {
