@@ -756,3 +756,34 @@ fn export_to_a_file_fails_clearly() {
     assert!(last.contains(file.path().to_str().unwrap()), "{last}");
     assert!(r.step("exporting cache").failed, "{}", r.stderr);
 }
+
+/// QA: under umask 077 the export's directories were 0700, so a CI cache step running as
+/// another user could not read them (the README promises world-readable).
+#[test]
+fn export_dirs_are_world_readable_under_a_strict_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    write_files(ctx.path(), &[("f", "x\n"), ("Dockerfile", "FROM busybox:local\nCOPY f /f\n")]);
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("c");
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("umask 077; exec \"$@\"")
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_rbuild"))
+        .arg("--root")
+        .arg(root.path())
+        .args(["build", "-q", "-t", "u:1"])
+        .arg(format!("--cache-to=type=local,dest={}", dest.display()))
+        .arg(ctx.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for e in walkdir::WalkDir::new(&dest) {
+        let e = e.unwrap();
+        let mode = e.metadata().unwrap().permissions().mode() & 0o777;
+        let want = if e.file_type().is_dir() { 0o755 } else { 0o644 };
+        assert_eq!(mode, want, "{}", e.path().display());
+    }
+}

@@ -522,6 +522,18 @@ fn copy_blob_out(store: &Store, blobs: &Path, desc: &Descriptor) -> Result<u64, 
     Ok(len)
 }
 
+/// `create_dir_all`, with the directories it creates made 0755 whatever the umask: a CI
+/// cache step (often another user) must be able to read the export.
+fn create_public_dirs(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let missing: Vec<&Path> = path.ancestors().take_while(|p| !p.exists()).collect();
+    fs::create_dir_all(path)?;
+    for d in missing {
+        fs::set_permissions(d, fs::Permissions::from_mode(0o755))?;
+    }
+    Ok(())
+}
+
 /// Holds an exclusive `flock` on a directory.
 struct DirLock(#[allow(dead_code)] nix::fcntl::Flock<File>);
 
@@ -546,7 +558,7 @@ impl Store {
             reason,
         };
         let blobs = dir.join("blobs").join("sha256");
-        fs::create_dir_all(&blobs)
+        create_public_dirs(&blobs)
             .map_err(|e| fail(format!("cannot create {}: {e}", blobs.display())))?;
         let _lock = lock_dir(dir).map_err(fail)?;
         // Temp files of an export that was killed: nobody else writes while we hold the lock.
