@@ -349,3 +349,206 @@ fn a_new_base_image_is_named_with_its_digests() {
     let d: Vec<&str> = w[0].split(' ').filter(|p| p.starts_with("sha256:")).collect();
     assert!(d.len() == 2 && d[0] != d[1], "{}", w[0]);
 }
+
+/// Regression (QA): with only SOURCE_DATE_EPOCH changed, the first step said "the parent
+/// is now the base image busybox:local (was [1/6] FROM busybox:local)".
+#[test]
+fn source_date_epoch_change_is_named() {
+    let root = store_with_busybox();
+    let ctx = project();
+    explain(root.path(), ctx.path(), &[]);
+    let r = build_env(
+        root.path(),
+        ctx.path(),
+        &["--explain", "-t", "app:1"],
+        &[("SOURCE_DATE_EPOCH", "1700000000")],
+    );
+    assert!(r.ok(), "{}", r.stderr);
+    assert_eq!(
+        reasons(&r, "WORKDIR /app"),
+        ["SOURCE_DATE_EPOCH changed: unset → 1700000000"],
+        "{}",
+        r.stderr
+    );
+    let workdir = r.step("WORKDIR /app").id;
+    let copy = reasons(&r, "COPY requirements.txt");
+    assert_eq!(copy.len(), 1, "{}", r.stderr);
+    assert!(
+        copy[0].starts_with(&format!("parent step #{workdir} ")) && copy[0].ends_with("was rebuilt"),
+        "{}",
+        r.stderr
+    );
+    // As a build arg too (it wins over the environment, as in BuildKit).
+    let r = explain(root.path(), ctx.path(), &["--build-arg", "SOURCE_DATE_EPOCH=1600000000"]);
+    assert_eq!(
+        reasons(&r, "WORKDIR /app"),
+        ["SOURCE_DATE_EPOCH changed: 1700000000 → 1600000000"],
+        "{}",
+        r.stderr
+    );
+    // Unset again: the first build's layers are still cached.
+    let r = explain(root.path(), ctx.path(), &[]);
+    assert!(r.rebuilt().is_empty(), "{}", r.stderr);
+}
+
+/// Regression (QA): after a step was inserted in the middle of a stage, every later step
+/// said "no earlier build of this step in this store".
+#[test]
+fn steps_after_an_insertion_are_matched_to_their_earlier_build() {
+    let root = store_with_busybox();
+    let ctx = project();
+    explain(root.path(), ctx.path(), &[]);
+    let df = DOCKERFILE.replace("WORKDIR /app\n", "WORKDIR /app\nRUN echo inserted > /ins\n");
+    std::fs::write(ctx.path().join("Dockerfile"), df).unwrap();
+    let r = explain(root.path(), ctx.path(), &[]);
+    assert_eq!(
+        reasons(&r, "RUN echo inserted"),
+        ["no earlier build of this step in this store"],
+        "{}",
+        r.stderr
+    );
+    let inserted = r.step("RUN echo inserted").id;
+    assert_eq!(
+        reasons(&r, "COPY requirements.txt"),
+        [format!("parent step #{inserted} [3/7] RUN echo inserted > /ins was rebuilt")],
+        "{}",
+        r.stderr
+    );
+    // `COPY . .` also sees the edited Dockerfile: its own change, then its parent.
+    assert_eq!(
+        reasons(&r, "COPY . .")[0],
+        "file Dockerfile changed (content)",
+        "{}",
+        r.stderr
+    );
+    for name in ["RUN echo \"install", "COPY . .", "RUN echo done"] {
+        let why = reasons(&r, name);
+        assert!(why.last().unwrap().starts_with("parent step #"), "{name}: {}", r.stderr);
+    }
+
+    // Editing a step in place is still compared with what was there.
+    let df = DOCKERFILE
+        .replace("WORKDIR /app\n", "WORKDIR /app\nRUN echo inserted > /ins\n")
+        .replace("echo done > /done", "echo finished > /done");
+    std::fs::write(ctx.path().join("Dockerfile"), df).unwrap();
+    let r = explain(root.path(), ctx.path(), &[]);
+    assert_eq!(
+        reasons(&r, "RUN echo finished")[0],
+        "command changed: \"echo done > /done\" → \"echo finished > /done\"",
+        "{}",
+        r.stderr
+    );
+}
+
+/// Regression (QA): `--explain` printed secret-looking build-arg values, and they landed in
+/// the `--metadata-file` JSON, the `--timings` HTML and world-readable files of the store.
+#[test]
+fn secret_looking_values_are_hidden_and_records_are_private() {
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    write_files(
+        ctx.path(),
+        &[(
+            "Dockerfile",
+            "FROM busybox:local\nARG NPM_TOKEN\nARG DB_PASSWORD\nARG VERSION\nRUN echo building\n",
+        )],
+    );
+    let args = |token: &str, pw: &str, v: &str| {
+        vec![
+            format!("NPM_TOKEN={token}"),
+            format!("DB_PASSWORD={pw}"),
+            format!("VERSION={v}"),
+        ]
+    };
+    let with = |a: &[String], extra: &[&str]| -> Run {
+        let mut v: Vec<&str> = vec!["--explain", "-t", "s"];
+        for kv in a {
+            v.extend(["--build-arg", kv.as_str()]);
+        }
+        v.extend_from_slice(extra);
+        let r = build(root.path(), ctx.path(), &v);
+        assert!(r.ok(), "{}", r.stderr);
+        r
+    };
+    with(&args("npm_AAAAsecret1", "hunter2", "1"), &[]);
+    let out = tempfile::tempdir().unwrap();
+    let json = out.path().join("m.json");
+    let timings = format!("--timings={}", out.path().join("t.html").display());
+    let r = with(
+        &args("npm_BBBBsecret2", "hunter3", "2"),
+        &["--metadata-file", json.to_str().unwrap(), &timings],
+    );
+    let hidden = "(value hidden: it looks like a secret; pass secrets with --secret)";
+    assert_eq!(
+        reasons(&r, "RUN echo building"),
+        [
+            format!("build arg DB_PASSWORD changed {hidden}"),
+            format!("build arg NPM_TOKEN changed {hidden}"),
+            "build arg VERSION changed: \"1\" → \"2\"".to_string(),
+        ],
+        "{}",
+        r.stderr
+    );
+    let html = std::fs::read_to_string(out.path().join("t.html")).unwrap();
+    let meta = std::fs::read_to_string(&json).unwrap();
+    for secret in ["npm_AAAAsecret1", "npm_BBBBsecret2", "hunter2", "hunter3"] {
+        assert!(!r.stderr.contains(secret), "{secret} in the output");
+        assert!(!meta.contains(secret), "{secret} in the metadata file");
+        assert!(!html.contains(secret), "{secret} in the timings report");
+    }
+    assert!(meta.contains("DB_PASSWORD changed (value hidden"), "{meta}");
+    // The records keep the values (to compare them), so only their owner may read them.
+    let dir = root.path().join("explain");
+    assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let m = e.unwrap().metadata().unwrap();
+        assert_eq!(m.permissions().mode() & 0o777, 0o600);
+        n += 1;
+    }
+    assert!(n > 0);
+}
+
+/// Regression (QA): `RBUILD_EXPLAIN=` (empty) made every build exit 2 with "invalid value ''
+/// for '--explain'".
+#[test]
+fn rbuild_explain_accepts_empty_and_common_spellings() {
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    write_files(ctx.path(), &[("Dockerfile", "FROM busybox:local\nRUN echo $RANDOM_X\n")]);
+    for (value, on) in [
+        ("", false),
+        ("0", false),
+        ("off", false),
+        ("No", false),
+        ("FALSE", false),
+        ("yes", true),
+        ("On", true),
+        ("TRUE", true),
+        ("1", true),
+    ] {
+        let r = build_env(root.path(), ctx.path(), &["--no-cache"], &[("RBUILD_EXPLAIN", value)]);
+        assert!(r.ok(), "RBUILD_EXPLAIN={value:?}: {}", r.stderr);
+        assert_eq!(r.stderr.contains("MISS because"), on, "RBUILD_EXPLAIN={value:?}: {}", r.stderr);
+    }
+}
+
+/// Regression (QA): a context file name with a newline forged a progress line.
+#[test]
+fn control_characters_in_file_names_are_escaped() {
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    let evil = "evil\n#9 MISS because: FAKE LINE\u{1b}[2J";
+    write_files(ctx.path(), &[("Dockerfile", "FROM busybox:local\nCOPY . /c/\n"), (evil, "1")]);
+    explain(root.path(), ctx.path(), &[]);
+    std::fs::write(ctx.path().join(evil), "2").unwrap();
+    let r = explain(root.path(), ctx.path(), &[]);
+    assert!(!r.stderr.lines().any(|l| l.starts_with("#9 MISS")), "{}", r.stderr);
+    assert!(!r.stderr.contains('\u{1b}'), "{}", r.stderr);
+    assert_eq!(
+        reasons(&r, "COPY . /c/"),
+        ["file evil\\n#9 MISS because: FAKE LINE\\u{1b}[2J changed (content)"],
+        "{}",
+        r.stderr
+    );
+}

@@ -4,33 +4,54 @@
 //!
 //! # Step identity
 //!
-//! A step is "the same step" across builds when it has the same identity: SHA-256 over the
-//! context directory's absolute path, the Dockerfile's path relative to the context, the
-//! stage (its name, or `stage-N` when unnamed), where the instruction comes from (its index
-//! among the stage's instructions, or among the ONBUILD triggers that run first) and its
-//! keyword. Not the line number: adding a comment above a step keeps its identity. Inserting
-//! an instruction before it shifts the index; the step is then compared with whatever was at
-//! that index (with the same keyword), which still says honestly what differs.
+//! A step has two identities, both SHA-256 over the context directory's absolute path, the
+//! Dockerfile's path relative to the context and the stage (its name, or `stage-N` when
+//! unnamed), then:
+//!
+//! - **by text**: where the instruction comes from (the stage itself, or the ONBUILD
+//!   triggers of its base), its text as written (unexpanded, continuations joined) and how
+//!   many steps with the same text came before it in the stage. This one survives inserting
+//!   or removing steps above it, and moving it.
+//! - **by position**: where the instruction comes from (its index among the stage's
+//!   instructions, or among the ONBUILD triggers that run first) and its keyword. This one
+//!   survives editing the instruction in place.
+//!
+//! Neither uses the line number: adding a comment above a step keeps both. A miss is
+//! compared with the record of the same text if there is one, else with the record of the
+//! same position (same keyword), else it is `no earlier build of this step in this store`.
+//! After an insertion, the inserted step may still meet the record of the step that used to
+//! be at its index with the same keyword; it is then compared with that, which still says
+//! honestly what differs.
 //!
 //! # What is stored
 //!
 //! After a step finished (ran or hit), `<root>/explain/<identity>.json` holds its key, its
 //! [`KeyTrace`], the build args among the RUN's environment, what its parent was (a named
-//! step, or a base image with its manifest digest), and for COPY/ADD from the context every
-//! selected path with its type, mode, owner, size, content digest and link target. One file
-//! per identity, replaced atomically (temp file, fsync, rename), and not rewritten when the
-//! key is unchanged, so a no-op rebuild writes nothing. A failed step records nothing: the
-//! next build compares with the last build in which the step succeeded.
+//! step, or a base image with its manifest digest and `SOURCE_DATE_EPOCH`), and for COPY/ADD
+//! from the context every selected path with its type, mode, owner, size, content digest and
+//! link target. One file per identity (the same record under both of a step's identities),
+//! replaced atomically (temp file, fsync, rename), and not rewritten when the key is
+//! unchanged, so a no-op rebuild writes nothing. A failed step records nothing: the next
+//! build compares with the last build in which the step succeeded. The records hold ENV and
+//! build-arg values, so the files are 0600 and the directory 0700.
 //!
 //! # What a miss says
 //!
 //! One reason per changed input, in key order: `command changed`, `build arg V changed:
 //! "1" → "2"`, `env X added`, `parent step #4 [2/5] COPY ... was rebuilt`, `base image
-//! busybox:local changed: sha256:ab… → sha256:cd…`, `file app.py changed (content)`,
-//! `file new.py added`, `file run.sh changed (mode 644 → 755)`, ... A step with no stored
-//! trace says `no earlier build of this step in this store`. Host owners of context files
-//! are not part of a key (COPY writes 0:0 unless `--chown`), so an owner change alone never
-//! causes a miss; it is listed with the other changes of a file that did change.
+//! busybox:local changed: sha256:ab… → sha256:cd…`, `SOURCE_DATE_EPOCH changed: unset →
+//! 1700000000`, `file app.py changed (content)`, `file new.py added`, `file run.sh changed
+//! (mode 644 → 755)`, ... A step with no stored trace says `no earlier build of this step in
+//! this store`. Host owners of context files are not part of a key (COPY writes 0:0 unless
+//! `--chown`), so an owner change alone never causes a miss; it is listed with the other
+//! changes of a file that did change.
+//!
+//! Reasons end up in the terminal, in `--metadata-file` JSON and in the `--timings` HTML
+//! (CI artifacts), so:
+//! - the value of a build arg or ENV whose name looks like a secret ([`looks_secret`], as
+//!   BuildKit's `SecretsUsedInArgOrEnv` lint) is never shown, only that it changed;
+//! - control characters in anything a user controls (file names, names and values, command
+//!   text) are escaped (`\n`), so a file name cannot forge a progress line.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -127,6 +148,10 @@ pub(crate) struct BaseFacts {
     pub image: String,
     /// Its manifest digest (`None` for scratch).
     pub manifest: Option<String>,
+    /// `SOURCE_DATE_EPOCH` of the build: a field of the base key (the root of every key
+    /// chain), so a change of it alone makes every step miss.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_date_epoch: Option<i64>,
 }
 
 /// What a step's parent was.
@@ -155,9 +180,23 @@ struct StoredTrace {
     files: Option<BTreeMap<String, FileFacts>>,
 }
 
+/// Where a step's instruction comes from: what its identities are made of (module docs).
+pub(crate) struct StepSource<'a> {
+    /// The stage's display name (`build`, `stage-1`).
+    pub stage: &'a str,
+    /// The instruction's index among the stage's (`3`) or the ONBUILD triggers
+    /// (`onbuild:0`, `onbuild-image:0`).
+    pub item: &'a str,
+    /// `RUN`, `COPY`, ...
+    pub keyword: &'a str,
+    /// The instruction as written (unexpanded, continuations joined).
+    pub text: &'a str,
+}
+
 /// What this build knows about one step so far.
 struct Note {
-    ident: String,
+    /// Identity by text, then by position (see the module docs); empty for a FROM.
+    idents: Vec<String>,
     stage: String,
     name: String,
     args: Vec<String>,
@@ -177,6 +216,8 @@ struct State {
     notes: HashMap<u32, Note>,
     /// Key digest → the step of this build that produced it first.
     by_key: HashMap<String, u32>,
+    /// (stage, origin kind, text) → how many steps with that text began so far.
+    seen_text: HashMap<(String, String, String), u32>,
 }
 
 /// Collects the keys of one build, explains misses, and records traces for the next build.
@@ -207,13 +248,15 @@ impl Explainer {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Identity by position: `item` is the instruction's index (`3`, `onbuild:0`).
     fn identity(&self, stage: &str, item: &str, keyword: &str) -> String {
-        let mut h = Sha256::new();
-        for part in [self.origin.as_str(), stage, item, keyword] {
-            h.update((part.len() as u64).to_be_bytes());
-            h.update(part.as_bytes());
-        }
-        hex::encode(h.finalize())
+        hash_parts(&[self.origin.as_str(), stage, item, keyword])
+    }
+
+    /// Identity by text: the `nth` step (from 0) of the stage with this text and origin kind.
+    /// Five parts, the positional one four: the two never collide.
+    fn text_identity(&self, stage: &str, kind: &str, text: &str, nth: u32) -> String {
+        hash_parts(&[self.origin.as_str(), stage, kind, text, &nth.to_string()])
     }
 
     /// A stage's FROM step: its key is the stage's starting key. `base` is set for a base
@@ -225,7 +268,7 @@ impl Explainer {
             st.notes.insert(
                 id,
                 Note {
-                    ident: String::new(),
+                    idents: Vec::new(),
                     stage: stage.to_string(),
                     name: name.to_string(),
                     args: Vec::new(),
@@ -247,14 +290,27 @@ impl Explainer {
         ctx.progress.send(BuildEvent::StepFacts { id, facts });
     }
 
-    /// A step with a key starts: `item` says where its instruction comes from (`3`,
-    /// `onbuild:0`), `args` are the build args among its environment.
-    pub(crate) fn begin(&self, id: u32, stage: &str, item: &str, keyword: &str, name: &str, args: Vec<String>) {
-        let ident = self.identity(stage, item, keyword);
-        self.lock().notes.insert(
+    /// A step with a key starts: `src` says where its instruction comes from, `args` are
+    /// the build args among its environment.
+    pub(crate) fn begin(&self, id: u32, src: StepSource<'_>, name: &str, args: Vec<String>) {
+        let StepSource { stage, item, keyword, text } = src;
+        // `onbuild:3`, `onbuild-image:0` → `onbuild`, `onbuild-image`; a stage's own `3` → `stage`.
+        let kind = item.split_once(':').map_or("stage", |(k, _)| k);
+        let mut st = self.lock();
+        let seen = st
+            .seen_text
+            .entry((stage.to_string(), kind.to_string(), text.to_string()))
+            .or_insert(0);
+        let nth = *seen;
+        *seen += 1;
+        let idents = vec![
+            self.text_identity(stage, kind, text, nth),
+            self.identity(stage, item, keyword),
+        ];
+        st.notes.insert(
             id,
             Note {
-                ident,
+                idents,
                 stage: stage.to_string(),
                 name: name.to_string(),
                 args,
@@ -303,19 +359,27 @@ impl Explainer {
                 own
             }
         };
+        // Each reason is one line of output, whatever a file or variable is called.
+        let reasons = reasons.iter().map(|r| escape_controls(r)).collect();
         ctx.progress.send(BuildEvent::StepExplain { id, reasons });
     }
 
     /// The step finished (ran or hit): record its trace for the next build and send its facts.
     pub(crate) fn finish(&self, ctx: &Ctx<'_>, id: u32) {
-        let (stored, path, facts) = {
+        let (stored, paths, facts) = {
             let mut st = self.lock();
             let Some(n) = st.notes.get(&id) else { return };
             let Some(key) = &n.key else { return };
-            let path = self.dir.join(format!("{}.json", n.ident));
-            let unchanged = stored_key_is(&path, &key.digest);
-            if unchanged {
-                // Nothing to record; the facts still go out.
+            let paths: Vec<PathBuf> = n
+                .idents
+                .iter()
+                .map(|i| self.dir.join(format!("{i}.json")))
+                .filter(|p| !stored_key_is(p, &key.digest))
+                .collect();
+            let unchanged = paths.is_empty();
+            let same_as_last = self.record_path(n).is_some_and(|p| stored_key_is(&p, &key.digest));
+            if unchanged || same_as_last {
+                // Nothing to explain; the facts still go out.
             } else if !n.missed && self.enabled {
                 let (own, _) = self.reasons(&st, n);
                 let cause = if own.is_empty() {
@@ -355,7 +419,7 @@ impl Explainer {
                         rec.extra.get(super::report::UNCOMPRESSED_SIZE).and_then(|v| v.as_u64());
                 }
             }
-            (if unchanged { None } else { Some(stored) }, path, facts)
+            (if unchanged { None } else { Some(stored) }, paths, facts)
         };
         ctx.progress.send(BuildEvent::StepFacts { id, facts });
         let Some(stored) = stored else { return };
@@ -367,10 +431,14 @@ impl Explainer {
             .get(&id)
             .and_then(|n| n.selection.as_ref())
             .map(Selection::facts);
-        let r = std::fs::create_dir_all(&self.dir)
-            .map_err(|e| e.to_string())
+        let r = self
+            .private_dir()
             .and_then(|()| serde_json::to_vec(&stored).map_err(|e| e.to_string()))
-            .and_then(|bytes| ctx.store.write_atomic(&path, &bytes).map_err(|e| e.to_string()));
+            .and_then(|bytes| {
+                paths
+                    .iter()
+                    .try_for_each(|p| ctx.store.write_atomic_private(p, &bytes).map_err(|e| e.to_string()))
+            });
         if let Err(e) = r {
             ctx.progress.warn(format!(
                 "could not record the inputs of step {} for --explain: {e}",
@@ -379,16 +447,33 @@ impl Explainer {
         }
     }
 
+    /// The record `n` is compared with: by text first, then by position (module docs).
+    fn record_path(&self, n: &Note) -> Option<PathBuf> {
+        n.idents
+            .iter()
+            .map(|i| self.dir.join(format!("{i}.json")))
+            .find(|p| p.is_file())
+    }
+
+    /// `<root>/explain`, created 0700 (also when an older rbuild made it 0755): the records
+    /// hold ENV and build-arg values.
+    fn private_dir(&self) -> Result<(), String> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(&self.dir)
+            .and_then(|()| std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700)))
+            .map_err(|e| format!("{}: {e}", self.dir.display()))
+    }
+
     /// Why `n`'s key differs from the last build of the step: its own changed inputs, and
     /// (separately, it goes last) what about its parent changed.
     fn reasons(&self, st: &State, n: &Note) -> (Vec<String>, Option<String>) {
         let Some(key) = &n.key else {
             return (vec!["its key was not computed".into()], None);
         };
-        let path = self.dir.join(format!("{}.json", n.ident));
-        let old: StoredTrace = match std::fs::read(&path) {
-            Err(_) => return (vec!["no earlier build of this step in this store".into()], None),
-            Ok(b) => match serde_json::from_slice::<StoredTrace>(&b) {
+        let found = self.record_path(n).and_then(|p| std::fs::read(p).ok());
+        let old: StoredTrace = match found {
+            None => return (vec!["no earlier build of this step in this store".into()], None),
+            Some(b) => match serde_json::from_slice::<StoredTrace>(&b) {
                 Ok(t) if t.version == TRACE_VERSION => t,
                 _ => {
                     let why = "no readable record of an earlier build of this step (made by another rbuild version?)";
@@ -481,19 +566,34 @@ fn parent_reason(st: &State, key: &CacheKey, old: &ParentFacts) -> String {
         return "the parent step changed".into();
     };
     match (&old.base, &new.base) {
-        (Some(ob), Some(nb)) if ob.image != nb.image => format!(
-            "base image changed: {} ({}) → {} ({})",
-            ob.image,
-            short_digest(ob.manifest.as_deref()),
-            nb.image,
-            short_digest(nb.manifest.as_deref())
-        ),
-        (Some(ob), Some(nb)) if ob.manifest != nb.manifest => format!(
-            "base image {} changed: {} → {}",
-            nb.image,
-            short_digest(ob.manifest.as_deref()),
-            short_digest(nb.manifest.as_deref())
-        ),
+        (Some(ob), Some(nb)) if ob != nb => {
+            let mut how = Vec::new();
+            if ob.image != nb.image {
+                how.push(format!(
+                    "base image changed: {} ({}) → {} ({})",
+                    ob.image,
+                    short_digest(ob.manifest.as_deref()),
+                    nb.image,
+                    short_digest(nb.manifest.as_deref())
+                ));
+            } else if ob.manifest != nb.manifest {
+                how.push(format!(
+                    "base image {} changed: {} → {}",
+                    nb.image,
+                    short_digest(ob.manifest.as_deref()),
+                    short_digest(nb.manifest.as_deref())
+                ));
+            }
+            if ob.source_date_epoch != nb.source_date_epoch {
+                let show = |t: Option<i64>| t.map_or_else(|| "unset".to_string(), |t| t.to_string());
+                how.push(format!(
+                    "SOURCE_DATE_EPOCH changed: {} → {}",
+                    show(ob.source_date_epoch),
+                    show(nb.source_date_epoch)
+                ));
+            }
+            how.join("; ")
+        }
         (_, Some(nb)) => format!("the parent is now the base image {} (was {})", nb.image, old.name),
         (_, None) => {
             let n = st.notes.get(&id);
@@ -570,17 +670,75 @@ fn env_reasons(old: &[String], new: &[String], new_args: &[String], old_args: &[
         }
     };
     for (k, nv) in &n {
+        let hide = looks_secret(k);
+        let name = escape_controls(k);
         match o.get(k) {
-            None => out.push(format!("{} {k} added (= {})", what(k), quote(nv))),
-            Some(ov) if ov != nv => out.push(format!("{} {k} changed: {} → {}", what(k), quote(ov), quote(nv))),
+            None if hide => out.push(format!("{} {name} added ({HIDDEN})", what(k))),
+            None => out.push(format!("{} {name} added (= {})", what(k), quote(nv))),
+            Some(ov) if ov != nv && hide => out.push(format!("{} {name} changed ({HIDDEN})", what(k))),
+            Some(ov) if ov != nv => out.push(format!("{} {name} changed: {} → {}", what(k), quote(ov), quote(nv))),
             Some(_) => {}
         }
     }
     for (k, ov) in &o {
         if !n.contains_key(k) {
-            out.push(format!("{} {k} removed (was {})", what(k), quote(ov)));
+            let name = escape_controls(k);
+            if looks_secret(k) {
+                out.push(format!("{} {name} removed ({HIDDEN})", what(k)));
+            } else {
+                out.push(format!("{} {name} removed (was {})", what(k), quote(ov)));
+            }
         }
     }
+}
+
+/// What a reason says instead of the value of a variable that [`looks_secret`].
+const HIDDEN: &str = "value hidden: it looks like a secret; pass secrets with --secret";
+
+/// True when a build arg or ENV name looks like it holds a secret, so `--explain` (whose
+/// reasons land in CI logs and artifacts) never shows its value. Close to BuildKit's
+/// `SecretsUsedInArgOrEnv` lint (`dockerfile2llb/convert.go`, `getSecretsRegex`): a word
+/// (between `_`, `-`, `.` or the ends) that is a secret token, unless a word is `public`
+/// (`PUBLIC_KEY`). Unlike the lint, the long tokens also count inside a word (`DBPASSWORD`,
+/// `GITHUBTOKEN`): hiding a harmless value costs little, showing a secret costs a rotation.
+pub(crate) fn looks_secret(name: &str) -> bool {
+    const WORDS: &[&str] = &["key", "auth", "oauth", "pass", "pword", "pat", "jwt"];
+    const INSIDE: &[&str] = &[
+        "token", "password", "passwd", "passphrase", "secret", "credential", "apikey", "privatekey",
+        "accesskey", "private_key", "access_key",
+    ];
+    let lower = name.to_ascii_lowercase();
+    let words: Vec<&str> = lower.split(['_', '-', '.']).filter(|w| !w.is_empty()).collect();
+    if words.contains(&"public") {
+        return false;
+    }
+    words.iter().any(|w| WORDS.contains(w)) || INSIDE.iter().any(|t| lower.contains(t))
+}
+
+/// `s` with every control character (newline, tab, escape, ...) written as Rust's
+/// `escape_debug` writes it (`\n`, `\u{1b}`), so it cannot start a line or drive a terminal.
+fn escape_controls(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn hash_parts(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for part in parts {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    hex::encode(h.finalize())
 }
 
 fn file_reasons(
@@ -772,6 +930,41 @@ mod tests {
                 "env X removed (was \"gone\")",
             ]
         );
+    }
+
+    #[test]
+    fn secret_looking_names() {
+        for name in [
+            "DB_PASSWORD", "npm_token", "GITHUB_TOKEN", "API_KEY", "apikey", "AWS_SECRET_ACCESS_KEY",
+            "AUTH", "basic_auth", "DBPASSWORD", "SSH_PRIVATE_KEY", "MY_PASSWD", "credentials", "PASS",
+        ] {
+            assert!(looks_secret(name), "{name}");
+        }
+        for name in ["VERSION", "PATH", "PWD", "AUTHOR", "MONKEY", "KEYBOARD", "PUBLIC_KEY", "HOME", "PASSENGER"] {
+            assert!(!looks_secret(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn secret_values_are_never_shown() {
+        let old = vec!["DB_PASSWORD=hunter2".to_string(), "OLD_TOKEN=t1".to_string()];
+        let new = vec!["DB_PASSWORD=hunter3".to_string(), "NEW_SECRET=s1".to_string()];
+        let mut out = Vec::new();
+        env_reasons(&old, &new, &["DB_PASSWORD".to_string()], &[], &mut out);
+        assert_eq!(
+            out,
+            vec![
+                format!("build arg DB_PASSWORD changed ({HIDDEN})"),
+                format!("env NEW_SECRET added ({HIDDEN})"),
+                format!("env OLD_TOKEN removed ({HIDDEN})"),
+            ]
+        );
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(escape_controls("a\nb\tc\u{1b}[2J é"), "a\\nb\\tc\\u{1b}[2J é");
+        assert_eq!(escape_controls("plain → text"), "plain → text");
     }
 
     #[test]

@@ -386,8 +386,16 @@ pub fn run_stage(ctx: &Ctx<'_>, idx: usize) -> Result<StageState, BuildError> {
     ctx.progress.send(BuildEvent::StepStarted { id: from_id, name: from_name.clone() });
     ctx.progress.send(BuildEvent::StepCached { id: from_id });
     let base_facts = match &plan.base {
-        Base::Scratch => Some(BaseFacts { image: "scratch".into(), manifest: None }),
-        Base::Image(_) => Some(BaseFacts { image: base_name.clone(), manifest: s.base_manifest.clone() }),
+        Base::Scratch => Some(BaseFacts {
+            image: "scratch".into(),
+            manifest: None,
+            source_date_epoch: ctx.opts.source_date_epoch,
+        }),
+        Base::Image(_) => Some(BaseFacts {
+            image: base_name.clone(),
+            manifest: s.base_manifest.clone(),
+            source_date_epoch: ctx.opts.source_date_epoch,
+        }),
         Base::Stage(_) => None,
     };
     ctx.explain.base(ctx, from_id, &plan.display_name(), &from_name, &s.key, base_facts);
@@ -417,7 +425,13 @@ pub fn run_stage(ctx: &Ctx<'_>, idx: usize) -> Result<StageState, BuildError> {
             ctx.progress.send(BuildEvent::StepStarted { id: info.id, name: name.clone() });
             let args = item.scope.args.iter().map(|(k, _)| k.clone());
             let args = args.filter(|k| !item.scope.image_env.iter().any(|(e, _)| e == k)).collect();
-            ctx.explain.begin(info.id, &plan.display_name(), &item.origin, item.instr.keyword(), &name, args);
+            let src = super::explain::StepSource {
+                stage: &plan.display_name(),
+                item: &item.origin,
+                keyword: item.instr.keyword(),
+                text: &text,
+            };
+            ctx.explain.begin(info.id, src, &name, args);
             ctx.steps.fetch_add(1, Ordering::Relaxed);
             let r = match &item.instr {
                 Instruction::Run(r) => {

@@ -44,8 +44,9 @@ pub struct BuildArgs {
     /// Also write the image as an archive: type=oci|docker,dest=FILE
     #[arg(short = 'o', long, value_name = "type=oci|docker,dest=FILE")]
     pub output: Option<String>,
-    /// Say why each step that missed the cache did (also RBUILD_EXPLAIN=1)
-    #[arg(long, env = "RBUILD_EXPLAIN", value_parser = clap::builder::BoolishValueParser::new())]
+    /// Say why each step that missed the cache did (also RBUILD_EXPLAIN=1; empty, 0, false,
+    /// no or off leave it off)
+    #[arg(long, env = "RBUILD_EXPLAIN", value_parser = parse_switch)]
     pub explain: bool,
     /// Write an HTML report of where the build spent its time (default: rbuild-timings.html)
     #[arg(
@@ -69,6 +70,16 @@ pub struct BuildArgs {
     /// the variable ID, else the file ID); may be given several times
     #[arg(long = "secret", value_name = "id=ID[,src=FILE|,env=VAR]")]
     pub secrets: Vec<String>,
+}
+
+/// An on/off environment variable such as `RBUILD_EXPLAIN`: empty (how CI files often
+/// "unset" a variable) is off, as are 0/false/no/off; 1/true/yes/on are on, in any case.
+fn parse_switch(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "" | "0" | "false" | "no" | "off" => Ok(false),
+        "1" | "true" | "yes" | "on" => Ok(true),
+        _ => Err("expected 1, true, yes or on (or empty, 0, false, no or off)".into()),
+    }
 }
 
 /// `key=value` pairs of a `--cache-*` value; `type=` must come with one of them.
@@ -267,6 +278,17 @@ pub fn run(g: &Globals, a: BuildArgs) -> anyhow::Result<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn switches_accept_empty_and_common_spellings() {
+        for off in ["", " ", "0", "false", "No", "OFF"] {
+            assert_eq!(parse_switch(off), Ok(false), "{off:?}");
+        }
+        for on in ["1", "TRUE", "yes", "On"] {
+            assert_eq!(parse_switch(on), Ok(true), "{on:?}");
+        }
+        assert!(parse_switch("maybe").is_err());
+    }
 
     #[test]
     fn cache_flags() {

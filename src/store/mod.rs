@@ -274,10 +274,23 @@ impl Store {
     pub(crate) fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<()> {
         write_atomic(path, bytes)
     }
+
+    /// [`Store::write_atomic`] for a file only its owner may read (mode 0600): records that
+    /// hold build-arg and ENV values (`explain/`).
+    pub(crate) fn write_atomic_private(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        write_atomic_mode(path, bytes, 0o600)
+    }
 }
 
 /// Write `bytes` to `path` atomically (temp in the same directory, fsync, rename, fsync dir).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    // The store is as readable as Docker's (blobs 0644).
+    write_atomic_mode(path, bytes, 0o644)
+}
+
+/// [`write_atomic`] with the file's mode; the mode is set before the rename, so the file is
+/// never visible with another one.
+fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
@@ -285,10 +298,9 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .at(dir)?;
     tmp.write_all(bytes).at(tmp.path())?;
     tmp.as_file().sync_all().at(path)?;
-    // Temp files are 0600; the store is as readable as Docker's (blobs 0644).
     std::fs::set_permissions(
         tmp.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+        std::os::unix::fs::PermissionsExt::from_mode(mode),
     )
     .at(path)?;
     tmp.persist(path).map_err(|e| StoreError::Io {
