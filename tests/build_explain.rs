@@ -552,3 +552,20 @@ fn control_characters_in_file_names_are_escaped() {
         r.stderr
     );
 }
+
+/// `prune --all` drops `--explain`'s records with the build cache (nothing cleaned them).
+#[test]
+fn prune_all_forgets_explain_history() {
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    write_files(ctx.path(), &[("f", "1\n"), ("Dockerfile", "FROM busybox:local\nCOPY f /f\n")]);
+    assert!(build(root.path(), ctx.path(), &["--explain", "-t", "p:1"]).ok());
+    let count = || std::fs::read_dir(root.path().join("explain")).map(|d| d.count()).unwrap_or(0);
+    assert!(count() > 0);
+    let out = rbuild().arg("--root").arg(root.path()).args(["prune"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(count() > 0, "plain prune keeps them");
+    let out = rbuild().arg("--root").arg(root.path()).args(["prune", "--all"]).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(count(), 0);
+}

@@ -133,6 +133,14 @@ impl Store {
                     report.cache_records += 1;
                 }
             }
+            // `--explain`'s memory of earlier builds goes with the build cache.
+            let explain = self.root().join("explain");
+            if let Ok(rd) = fs::read_dir(&explain) {
+                for e in rd.filter_map(|e| e.ok()) {
+                    report.bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+                    let _ = fs::remove_file(e.path());
+                }
+            }
         }
         report.untagged_images = self.drop_untagged()?;
 
