@@ -498,3 +498,22 @@ fn a_failed_build_still_writes_its_reports() {
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("FAILED"), "the page says the build failed");
 }
+
+/// QA follow-up: build args and ENV with secret-looking names are kept in the image history
+/// and the build cache; warn like BuildKit's SecretsUsedInArgOrEnv check.
+#[test]
+fn secret_looking_arg_and_env_names_are_warned_about() {
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    write_files(
+        ctx.path(),
+        &[("Dockerfile", "ARG VERSION=1\nFROM busybox:local\nARG NPM_TOKEN\nENV DB_PASSWORD=x PUBLIC_KEY=y\nRUN true\n")],
+    );
+    let r = build(root.path(), ctx.path(), &["-t", "sec:1", "--build-arg", "NPM_TOKEN=abc"]);
+    assert!(r.ok(), "{}", r.stderr);
+    let warns: Vec<&str> = r.stderr.lines().filter(|l| l.contains("looks like a secret")).collect();
+    assert_eq!(warns.len(), 2, "{}", r.stderr);
+    assert!(warns[0].contains("Dockerfile:3: ARG NPM_TOKEN") && warns[0].contains("--secret id=NPM_TOKEN"), "{warns:?}");
+    assert!(warns[1].contains("Dockerfile:4: ENV DB_PASSWORD"), "{warns:?}");
+    assert!(!r.stderr.contains("abc"), "the value is not printed");
+}

@@ -140,6 +140,31 @@ impl ContextFilter for OwnOutputsLeftOut {
     }
 }
 
+/// BuildKit's `SecretsUsedInArgOrEnv` check: an ARG or ENV whose name looks like a secret.
+/// Their values end up in the image config or history and in the build cache.
+fn secret_named_args(df: &crate::dockerfile::ast::Dockerfile) -> Vec<String> {
+    use crate::dockerfile::ast::Instruction;
+    let nodes = df.global_args.iter().chain(df.stages.iter().flat_map(|s| s.instructions.iter()));
+    let mut out = Vec::new();
+    for n in nodes {
+        let names: Vec<&str> = match &n.instruction {
+            Instruction::Arg(a) => a.args.iter().map(|d| d.name.as_str()).collect(),
+            Instruction::Env(kv) => kv.pairs.iter().map(|p| p.key.as_str()).collect(),
+            _ => continue,
+        };
+        for name in names.into_iter().filter(|n| explain::looks_secret(n)) {
+            out.push(format!(
+                "{}:{}: {} {name} looks like a secret: its value is kept in the image or its history and in the build cache; \
+                 pass it with --secret id={name} and RUN --mount=type=secret,id={name}",
+                df.path.display(),
+                n.span().start_line(),
+                n.instruction.keyword(),
+            ));
+        }
+    }
+    out
+}
+
 /// Everything a build needs to know.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
@@ -506,6 +531,9 @@ pub fn build(
     }
     for a in graph.stages.unused_build_args.iter().filter(|a| *a != "SOURCE_DATE_EPOCH") {
         progress.warn(format!("build argument {a} is not consumed by any ARG of the build"));
+    }
+    for w in secret_named_args(&df) {
+        progress.warn(w);
     }
     let ignore = Dockerignore::read_for_context(&opts.context, &dockerfile_path)
         .map_err(|e| BuildError::Options(format!("reading .dockerignore: {e}")))?;
