@@ -354,3 +354,27 @@ fn relative_mount_targets_follow_workdir() {
     assert_eq!(read(f.path(), "out"), "from the context\n10\nok\n");
     assert!(!f.path().join("app/tmp/x").exists());
 }
+
+/// QA: the checks before the build resolved relative targets against `/` (so with WORKDIR
+/// /work/sub, `target=..` was refused as "/"); they are now resolved against the step's
+/// WORKDIR when it runs.
+#[test]
+fn relative_targets_are_checked_against_the_real_workdir() {
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    write_files(
+        ctx.path(),
+        &[(
+            "Dockerfile",
+            "FROM busybox:local\nWORKDIR /work/sub\nRUN --mount=type=tmpfs,target=../t grep -q ' /work/t ' /proc/mounts && touch /work/t/x\n",
+        )],
+    );
+    let r = build(root.path(), ctx.path(), &["-t", "relchk:1"]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(!unpack_image(root.path(), "relchk:1").path().join("work/t").exists());
+    // `..` from /sub is `/`: refused when the step runs, with its location.
+    write_files(ctx.path(), &[("Dockerfile", "FROM busybox:local\nWORKDIR /sub\nRUN --mount=type=tmpfs,target=.. true\n")]);
+    let r = build(root.path(), ctx.path(), &["-t", "relchk:2"]);
+    assert!(!r.ok());
+    assert!(r.stderr.contains("Dockerfile:3:") && r.stderr.contains("invalid mount target \"/\""), "{}", r.stderr);
+}

@@ -118,12 +118,12 @@ pub(super) fn plan_mounts(ctx: &Ctx<'_>, r: &Run, workdir: &str, info: &StepInfo
             }
             Mount::Tmpfs { target, size } => {
                 let size = tmpfs_size(size.as_deref()).map_err(|e| info.err(e))?;
-                let target = mount_target("tmpfs", workdir, target).map_err(|e| info.err(e))?;
+                let target = mount_target("tmpfs", Some(workdir), target).map_err(|e| info.err(e))?;
                 let shown = size.map_or_else(|| "default".to_string(), |n| n.to_string());
                 out.push(PlannedMount { key: format!("tmpfs,target={target},size={shown}"), target, kind: MountKind::Tmpfs { size } });
             }
             Mount::Secret { id, target, env, required, mode, uid, gid } => {
-                let s = SecretMount::resolve(id.as_deref(), target.as_deref(), env.as_deref(), workdir).map_err(|e| info.err(e))?;
+                let s = SecretMount::resolve(id.as_deref(), target.as_deref(), env.as_deref(), Some(workdir)).map_err(|e| info.err(e))?;
                 let given = ctx.opts.secrets.get(&s.id).is_some();
                 if *required && !given {
                     return Err(info.err(missing_secret(&s.id)));
@@ -151,7 +151,12 @@ fn abs_target(workdir: &str, t: &str) -> String {
 }
 
 /// The absolute target of a tmpfs or secret mount; `/` is refused (as BuildKit does).
-pub(super) fn mount_target(kind: &str, workdir: &str, t: &str) -> Result<String, String> {
+/// Without a `workdir` (the checks before the build, which do not know it), a relative
+/// target is returned as written: its step checks it.
+pub(super) fn mount_target(kind: &str, workdir: Option<&str>, t: &str) -> Result<String, String> {
+    let Some(workdir) = workdir.or_else(|| t.starts_with('/').then_some("/")) else {
+        return Ok(t.to_string());
+    };
     match abs_target(workdir, t) {
         t if t == "/" => Err(format!("RUN --mount=type={kind}: invalid mount target \"/\"")),
         t => Ok(t),
@@ -175,7 +180,7 @@ impl SecretMount {
     /// BuildKit's `dispatchSecret`: the id defaults to the target's base name; without a
     /// target the file goes to `/run/secrets/<base name of id>`, unless `env=` is given and
     /// no target, then there is no file.
-    pub fn resolve(id: Option<&str>, target: Option<&str>, env: Option<&str>, workdir: &str) -> Result<SecretMount, String> {
+    pub fn resolve(id: Option<&str>, target: Option<&str>, env: Option<&str>, workdir: Option<&str>) -> Result<SecretMount, String> {
         let target = target.filter(|t| !t.is_empty());
         let id = match (id.filter(|i| !i.is_empty()), target) {
             (Some(i), _) => i.to_string(),
@@ -338,7 +343,7 @@ mod tests {
     #[test]
     fn secret_defaults_as_buildkit() {
         let r = |i: Option<&str>, t: Option<&str>, e: Option<&str>| {
-            SecretMount::resolve(i, t, e, "/").map(|s| (s.id, s.target, s.env))
+            SecretMount::resolve(i, t, e, Some("/")).map(|s| (s.id, s.target, s.env))
         };
         assert_eq!(r(Some("tok"), None, None).unwrap(), ("tok".into(), Some("/run/secrets/tok".into()), None));
         assert_eq!(r(None, Some("/etc/x.pem"), None).unwrap(), ("x.pem".into(), Some("/etc/x.pem".into()), None));

@@ -53,11 +53,11 @@ pub(crate) fn check(instr: &Instruction, secrets: &Secrets) -> Result<(), String
                         return Err("RUN --mount from= is empty: name a stage or an image".into())
                     }
                     Mount::Tmpfs { target, size } => {
-                        mount_target("tmpfs", "/", target)?;
+                        mount_target("tmpfs", None, target)?;
                         tmpfs_size(size.as_deref())?;
                     }
                     Mount::Secret { id, target, env, required, .. } => {
-                        let s = SecretMount::resolve(id.as_deref(), target.as_deref(), env.as_deref(), "/")?;
+                        let s = SecretMount::resolve(id.as_deref(), target.as_deref(), env.as_deref(), None)?;
                         if *required && secrets.get(&s.id).is_none() {
                             return Err(missing_secret(&s.id));
                         }
