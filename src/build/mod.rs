@@ -535,6 +535,11 @@ pub fn build(
     for w in secret_named_args(&df) {
         progress.warn(w);
     }
+    for k in opts.build_args.keys().filter(|k| opts.secrets.get(k).is_some()) {
+        progress.warn(format!(
+            "--build-arg {k} has the name of a --secret: a build arg's value is kept in the build cache and may reach the image; pass it only as --secret"
+        ));
+    }
     let ignore = Dockerignore::read_for_context(&opts.context, &dockerfile_path)
         .map_err(|e| BuildError::Options(format!("reading .dockerignore: {e}")))?;
     let ignore = OwnOutputsLeftOut::new(ignore, &opts.context, opts.own_outputs());

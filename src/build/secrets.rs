@@ -20,12 +20,11 @@ pub const MAX_SECRET_SIZE: u64 = 500 * 1024;
 /// Errors of `--secret` flags and their sources. They name ids, paths and variables only.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
-    /// The flag does not parse.
-    #[error("invalid --secret {flag:?}: {message}")]
+    /// The flag does not parse. Its text is not repeated: a mistyped flag may be the secret
+    /// itself (`--secret $TOKEN`).
+    #[error("invalid --secret flag: {message} (the flag is not shown, it may hold a secret); use --secret id=ID,src=FILE or --secret id=ID,env=VAR")]
     Flag {
-        /// The flag's value as given (ids and paths only, no secret).
-        flag: String,
-        /// What is wrong.
+        /// What is wrong (keys only, no values).
         message: String,
     },
     /// The source file cannot be read, or is too big.
@@ -71,11 +70,11 @@ impl SecretSpec {
     /// Parse buildx's syntax: comma-separated `key=value` with keys `id`, `src`/`source`,
     /// `env`, `type` (`file` or `env`; `type=env,src=VAR` reads `VAR`).
     pub fn parse(flag: &str) -> Result<SecretSpec, SecretError> {
-        let bad = |message: String| SecretError::Flag { flag: flag.to_string(), message };
+        let bad = |message: String| SecretError::Flag { message };
         let (mut id, mut src, mut env, mut typ) = (None, None, None, None);
         for field in flag.split(',').filter(|f| !f.is_empty()) {
             let Some((k, v)) = field.split_once('=') else {
-                return Err(bad(format!("{field:?} must be a key=value pair")));
+                return Err(bad("it is not a list of key=value pairs".into()));
             };
             let slot = match k.to_ascii_lowercase().as_str() {
                 "id" => &mut id,
@@ -83,9 +82,12 @@ impl SecretSpec {
                 "env" => &mut env,
                 "type" => match v {
                     "file" | "env" => &mut typ,
-                    _ => return Err(bad(format!("unsupported secret type {v:?}: use type=file or type=env"))),
+                    _ => return Err(bad("type= must be file or env".into())),
                 },
-                _ => return Err(bad(format!("unexpected key {k:?}: use id=, src=, env= or type="))),
+                _ if k.len() <= 16 && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => {
+                    return Err(bad(format!("unexpected key {k:?}: use id=, src=, env= or type=")))
+                }
+                _ => return Err(bad("unexpected key: use id=, src=, env= or type=".into())),
             };
             *slot = Some(v.to_string());
         }
@@ -199,7 +201,12 @@ mod tests {
         let e = |s: &str| p(s).unwrap_err().to_string();
         assert!(e("src=/f").contains("id= is missing"));
         assert!(e("id=a,src").contains("key=value"));
-        assert!(e("id=a,type=ssh").contains("unsupported secret type"));
+        assert!(e("id=a,type=ssh").contains("type= must be file or env"));
+        // A flag that is the secret itself is never echoed.
+        for flag in ["S3CR3T-VALUE", "id=a,S3CR3T-VALUE", "id=a,S3CR3T-VALUE=x"] {
+            let msg = e(flag);
+            assert!(!msg.contains("S3CR3T"), "{msg}");
+        }
         assert!(e("id=a,bogus=1").contains("unexpected key"));
         assert!(e("id=a,src=f,env=V").contains("not both"));
     }
