@@ -378,3 +378,21 @@ fn relative_targets_are_checked_against_the_real_workdir() {
     assert!(!r.ok());
     assert!(r.stderr.contains("Dockerfile:3:") && r.stderr.contains("invalid mount target \"/\""), "{}", r.stderr);
 }
+
+/// QA: `--build-arg TOKEN=...` next to `--secret id=TOKEN` stores the value through the build
+/// arg; say so.
+#[test]
+fn a_build_arg_named_like_a_secret_is_warned_about() {
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    write_files(ctx.path(), &[("Dockerfile", "FROM busybox:local\nRUN --mount=type=secret,id=TOKEN true\n")]);
+    let r = build_env(
+        root.path(),
+        ctx.path(),
+        &["-t", "dupsec:1", "--secret", "id=TOKEN,env=RBUILD_T", "--build-arg", "TOKEN=zzz-value"],
+        &[("RBUILD_T", "zzz-value")],
+    );
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(r.stderr.contains("--build-arg TOKEN has the name of a --secret"), "{}", r.stderr);
+    assert!(!r.stderr.contains("zzz-value"), "{}", r.stderr);
+}
