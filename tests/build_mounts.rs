@@ -396,3 +396,106 @@ fn a_build_arg_named_like_a_secret_is_warned_about() {
     assert!(r.stderr.contains("--build-arg TOKEN has the name of a --secret"), "{}", r.stderr);
     assert!(!r.stderr.contains("zzz-value"), "{}", r.stderr);
 }
+
+/// The paths in the top layer of image `name` (the layer of its last step).
+fn top_layer_paths(root: &Path, name: &str) -> Vec<String> {
+    let store = store(root);
+    let rec = store.resolve(name).unwrap();
+    let top = rec.manifest.layers.last().unwrap();
+    let rd = rbuild::snapshot::maybe_decompress(store.open_blob(&top.digest).unwrap()).unwrap();
+    let mut tar = tar::Archive::new(rd);
+    let mut paths: Vec<String> = tar
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string().trim_end_matches('/').to_string())
+        .collect();
+    paths.sort();
+    paths
+}
+
+/// The two rootfs modes of a step: overlay, and copies (`RBUILD_NO_OVERLAY=1`).
+const MODES: [&[(&str, &str)]; 2] = [&[], &[("RBUILD_NO_OVERLAY", "1")]];
+
+/// QA: mount targets reached through a symlink of the image (`/var/run -> /realrun`) had
+/// their mount points created in the merged root, so the RUN's layer got `realrun/secrets/`,
+/// an empty `realrun/secrets/tok` and `realrun/tmp/`. They come from the stub layer now (and
+/// are removed again in copy mode): the layer holds only what the command wrote.
+#[test]
+fn mount_points_through_image_symlinks_leave_no_trace() {
+    let secret_dir = tempfile::tempdir().unwrap();
+    let src = secret_dir.path().join("tok");
+    std::fs::write(&src, VALUE).unwrap();
+    let flag = format!("id=tok,src={}", src.display());
+    for env in MODES {
+        let root = store_with_busybox();
+        let ctx = tempfile::tempdir().unwrap();
+        write_files(
+            ctx.path(),
+            &[(
+                "Dockerfile",
+                "FROM busybox:local\n\
+                 RUN mkdir /realrun && ln -s /realrun /var/run && ln -s /opt/creds /esc\n\
+                 RUN --mount=type=secret,id=tok,target=/var/run/secrets/tok --mount=type=tmpfs,target=/var/run/tmp \
+                 --mount=type=secret,id=tok,target=/esc \
+                 sha256sum /var/run/secrets/tok /esc | cut -c1-64 > /sums && grep -q ' /realrun/tmp tmpfs ' /proc/mounts \
+                 && touch /var/run/tmp/x\n",
+            )],
+        );
+        let r = build_env(root.path(), ctx.path(), &["-t", "symt:1", "--secret", &flag], env);
+        assert!(r.ok(), "{env:?}: {}", r.stderr);
+        assert_eq!(top_layer_paths(root.path(), "symt:1"), ["sums"], "{env:?}");
+        let fs = unpack_image(root.path(), "symt:1");
+        let sum = sha256_hex(VALUE.as_bytes());
+        assert_eq!(read(fs.path(), "sums"), format!("{sum}\n{sum}\n"), "{env:?}: the secret through the symlinks");
+        assert_eq!(std::fs::read_link(fs.path().join("var/run")).unwrap(), Path::new("/realrun"));
+        assert_eq!(std::fs::read_dir(fs.path().join("realrun")).unwrap().count(), 0, "{env:?}");
+        assert!(!fs.path().join("opt").exists(), "{env:?}");
+    }
+}
+
+/// QA: mounts are mounted parents first, whatever their order in the RUN (as BuildKit):
+/// a secret at /x/tok listed before a tmpfs at /x was hidden by it (the RUN ran without
+/// the secret), the other order failed. A mount point missing in a read-only mount cannot
+/// be created: the error names both mounts.
+#[test]
+fn nested_mounts_are_mounted_parents_first() {
+    let secret_dir = tempfile::tempdir().unwrap();
+    let src = secret_dir.path().join("tok");
+    std::fs::write(&src, VALUE).unwrap();
+    let flag = format!("id=tok,src={}", src.display());
+    let sum = sha256_hex(VALUE.as_bytes());
+    for env in MODES {
+        let root = store_with_busybox();
+        let ctx = tempfile::tempdir().unwrap();
+        write_files(
+            ctx.path(),
+            &[(
+                "Dockerfile",
+                "FROM busybox:local\n\
+                 RUN --mount=type=secret,id=tok,target=/x/tok,required=true --mount=type=tmpfs,target=/x \
+                 sha256sum /x/tok | cut -c1-64 > /a && touch /x/written\n\
+                 RUN --mount=type=tmpfs,target=/x --mount=type=secret,id=tok,target=/x/tok sha256sum /x/tok | cut -c1-64 > /b\n",
+            )],
+        );
+        let r = build_env(root.path(), ctx.path(), &["-t", "nest:1", "--secret", &flag], env);
+        assert!(r.ok(), "{env:?}: {}", r.stderr);
+        assert_eq!(top_layer_paths(root.path(), "nest:1"), ["b"], "{env:?}");
+        let fs = unpack_image(root.path(), "nest:1");
+        assert_eq!(read(fs.path(), "a").trim(), sum, "{env:?}: secret listed first");
+        assert_eq!(read(fs.path(), "b").trim(), sum, "{env:?}: tmpfs listed first");
+        assert!(!fs.path().join("x").exists(), "{env:?}");
+
+        // The context bind is read-only and has no `tok`.
+        write_files(
+            ctx.path(),
+            &[("Dockerfile", "FROM busybox:local\nRUN --mount=type=secret,id=tok,target=/ctx/tok --mount=type=bind,target=/ctx true\n")],
+        );
+        let r = build_env(root.path(), ctx.path(), &["-t", "nest:2", "--secret", &flag], env);
+        assert!(!r.ok(), "{env:?}");
+        assert!(
+            r.stderr.contains("mount target /ctx/tok: its mount point is missing in the read-only mount on /ctx"),
+            "{env:?}: {}",
+            r.stderr
+        );
+    }
+}

@@ -180,9 +180,13 @@ fn supervise(conn: &mut Conn, req: &InitRequest) -> Result<u8, String> {
             )
         })?
         .keep();
-    let stubs = match &req.rootfs {
-        Rootfs::Dir(dir) => missing_mountpoints(dir, req),
-        Rootfs::Overlay { .. } => Vec::new(),
+    let (stubs, stub_parents) = match &req.rootfs {
+        Rootfs::Dir(dir) => {
+            let stubs = missing_mountpoints(dir, req);
+            let parents = stub_parents(dir, &stubs);
+            (stubs, parents)
+        }
+        Rootfs::Overlay { .. } => (Vec::new(), Vec::new()),
     };
 
     let mut flags = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
@@ -244,7 +248,7 @@ fn supervise(conn: &mut Conn, req: &InitRequest) -> Result<u8, String> {
     let status = relay(conn, &sigfd, report_r, child, pty_init);
 
     if let Rootfs::Dir(dir) = &req.rootfs {
-        remove_stubs(dir, &stubs);
+        remove_stubs(dir, &stubs, &stub_parents);
     }
     let _ = std::fs::remove_dir(&scratch);
     if let Some(path) = &req.status_file {
@@ -414,8 +418,17 @@ fn rel(p: &Path) -> PathBuf {
         .collect()
 }
 
+/// Every mountpoint the payload needs, at its literal path: the fixed ones, then the
+/// [`Mount`] targets.
 fn mountpoints(req: &InitRequest) -> Vec<Mountpoint> {
-    let mut v = vec![
+    let mut v = fixed_mountpoints();
+    v.extend(mount_targets(req));
+    v
+}
+
+/// `/proc`, `/dev`, `/sys` and the /etc files (never looked up through symlinks).
+fn fixed_mountpoints() -> Vec<Mountpoint> {
+    vec![
         Mountpoint {
             rel: "proc".into(),
             dir: true,
@@ -436,23 +449,41 @@ fn mountpoints(req: &InitRequest) -> Vec<Mountpoint> {
             rel: "etc/resolv.conf".into(),
             dir: false,
         },
-    ];
-    for m in &req.mounts {
-        v.push(Mountpoint {
-            rel: rel(m.dst()),
-            dir: m.is_dir(),
-        });
-    }
+    ]
+}
+
+/// The [`Mount`] targets at their literal paths.
+fn mount_targets(req: &InitRequest) -> impl Iterator<Item = Mountpoint> + '_ {
+    req.mounts.iter().map(|m| Mountpoint {
+        rel: rel(m.dst()),
+        dir: m.is_dir(),
+    })
+}
+
+/// The mounts in the order they are mounted: by the number of components of the target,
+/// stable (so a parent is mounted before its children, and of two mounts on one target the
+/// later wins), as BuildKit/containerd sort them. A child's mount point missing in the
+/// parent mount is then created inside the parent (see the mount loop of [`payload`]).
+fn mount_order(req: &InitRequest) -> Vec<&Mount> {
+    let mut v: Vec<&Mount> = req.mounts.iter().collect();
+    v.sort_by_key(|m| rel(m.dst()).components().count());
     v
 }
 
 /// Paths (relative, parents first) that must be created in a Dir rootfs for the mounts.
-/// Nothing below a symlink is listed: creating through an image's symlink could write
-/// outside the rootfs.
+/// Mount targets are first resolved as the container sees them ([`resolve_in_root`]: an
+/// image's `/var/run -> /run` is followed inside the root), so the stubs are created where
+/// the mounts will go. Nothing below a symlink is listed: creating through an image's
+/// symlink could write outside the rootfs.
 fn missing_mountpoints(root: &Path, req: &InitRequest) -> Vec<Mountpoint> {
     let mut out: Vec<Mountpoint> = Vec::new();
-    for mp in mountpoints(req) {
+    for mp in fixed_mountpoints() {
         missing_components(root, &mp, &mut out);
+    }
+    for mp in mount_targets(req) {
+        // A target that cannot be resolved (a symlink loop) is refused by the payload.
+        let rel = resolve_in_root(root, &mp.rel).unwrap_or(mp.rel);
+        missing_components(root, &Mountpoint { rel, dir: mp.dir }, &mut out);
     }
     out
 }
@@ -480,14 +511,71 @@ fn missing_components(root: &Path, mp: &Mountpoint, out: &mut Vec<Mountpoint>) {
     }
 }
 
-/// Remove the stubs created in a Dir rootfs, children first, only while still empty.
-fn remove_stubs(root: &Path, stubs: &[Mountpoint]) {
+/// An existing directory of a Dir rootfs in which stubs are created: its entries and times
+/// before, so that its mtime can be put back once the stubs are gone (else the copy-mode
+/// diff would put the directory, e.g. `etc/`, in the layer though nothing of it changed).
+struct StubParent {
+    rel: PathBuf,
+    names: Vec<std::ffi::OsString>,
+    atime: nix::sys::time::TimeSpec,
+    mtime: nix::sys::time::TimeSpec,
+}
+
+fn dir_names(dir: &Path) -> Option<Vec<std::ffi::OsString>> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .ok()?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    v.sort();
+    Some(v)
+}
+
+/// The existing directories of `root` that get the `stubs` (see [`StubParent`]).
+fn stub_parents(root: &Path, stubs: &[Mountpoint]) -> Vec<StubParent> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out: Vec<StubParent> = Vec::new();
+    for s in stubs {
+        let parent = s.rel.parent().unwrap_or(Path::new(""));
+        if stubs.iter().any(|o| o.rel == parent) || out.iter().any(|p| p.rel == parent) {
+            continue;
+        }
+        let dir = root.join(parent);
+        let (Ok(md), Some(names)) = (std::fs::symlink_metadata(&dir), dir_names(&dir)) else {
+            continue;
+        };
+        out.push(StubParent {
+            rel: parent.to_path_buf(),
+            names,
+            atime: nix::sys::time::TimeSpec::new(md.atime(), md.atime_nsec()),
+            mtime: nix::sys::time::TimeSpec::new(md.mtime(), md.mtime_nsec()),
+        });
+    }
+    out
+}
+
+/// Remove the stubs created in a Dir rootfs, children first, only while still empty; then
+/// give their parents back their times where the entries are as before (a directory the
+/// command changed keeps its new mtime).
+fn remove_stubs(root: &Path, stubs: &[Mountpoint], parents: &[StubParent]) {
     for s in stubs.iter().rev() {
         let p = root.join(&s.rel);
         if s.dir {
             let _ = std::fs::remove_dir(&p);
         } else if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file() && m.len() == 0) {
             let _ = std::fs::remove_file(&p);
+        }
+    }
+    for p in parents {
+        let dir = root.join(&p.rel);
+        if dir_names(&dir).as_ref() == Some(&p.names) {
+            let _ = nix::sys::stat::utimensat(
+                None,
+                &dir,
+                &p.atime,
+                &p.mtime,
+                nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+            );
         }
     }
 }
@@ -526,23 +614,50 @@ impl DirBuilderExt2 for std::fs::DirBuilder {
     }
 }
 
-/// Lower stub layer for an overlay root: every mountpoint, parents included.
+/// `mp` and its parents (parents first), as entries of a stub layer.
+fn with_parents(mp: &Mountpoint, out: &mut Vec<Mountpoint>) {
+    let comps: Vec<_> = mp.rel.components().collect();
+    let mut cur = PathBuf::new();
+    for (i, c) in comps.iter().enumerate() {
+        cur.push(c);
+        let last = i + 1 == comps.len();
+        out.push(Mountpoint {
+            rel: cur.clone(),
+            dir: !last || mp.dir,
+        });
+    }
+}
+
+/// Lower stub layer for an overlay root: every mountpoint at its literal path, parents
+/// included.
 fn build_stub_layer(stub: &Path, req: &InitRequest) -> Result<(), String> {
     let mut all = Vec::new();
     for mp in mountpoints(req) {
-        let comps: Vec<_> = mp.rel.components().collect();
-        let mut cur = PathBuf::new();
-        for (i, c) in comps.iter().enumerate() {
-            cur.push(c);
-            let last = i + 1 == comps.len();
-            all.push(Mountpoint {
-                rel: cur.clone(),
-                dir: !last || mp.dir,
-            });
-        }
+        with_parents(&mp, &mut all);
     }
     std::fs::create_dir(stub).map_err(|e| format!("creating {}: {e}", stub.display()))?;
     create_stubs(stub, &all)
+}
+
+/// The stubs (with parents) still missing in the mounted overlay `root` for targets that
+/// reach their place through an image's symlink (`/var/run/x` with `/var/run -> /realrun`
+/// is `realrun/x`): the literal paths of the stub layer are hidden there by the symlink.
+/// Adding these to the stub layer (and mounting again) keeps them out of the upper dir.
+fn stubs_behind_symlinks(root: &Path, req: &InitRequest) -> Result<Vec<Mountpoint>, String> {
+    let mut out = Vec::new();
+    for mp in mount_targets(req) {
+        let r = resolve_in_root(root, &mp.rel)?;
+        if r == mp.rel {
+            continue;
+        }
+        let resolved = Mountpoint { rel: r, dir: mp.dir };
+        let mut missing = Vec::new();
+        missing_components(root, &resolved, &mut missing);
+        if !missing.is_empty() {
+            with_parents(&resolved, &mut out);
+        }
+    }
+    Ok(out)
 }
 
 fn setup_err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> ChildReport {
@@ -763,18 +878,31 @@ fn payload(
             };
             // Kernels before 4.19 do not know metacopy (nor before 4.10 redirect_dir): they
             // also do not default to them, so the plain options are as good there.
-            match mount_overlay(&data) {
-                Err(nix::errno::Errno::EINVAL) => {
-                    mount_overlay(data.trim_end_matches(OVERLAY_PLAIN_TREE))
+            let mount_rootfs = || {
+                match mount_overlay(&data) {
+                    Err(nix::errno::Errno::EINVAL) => {
+                        mount_overlay(data.trim_end_matches(OVERLAY_PLAIN_TREE))
+                    }
+                    r => r,
                 }
-                r => r,
+                .map_err(|e| {
+                    setup_err(
+                        format!("mounting the overlay rootfs (upper {})", upper.display()),
+                        e,
+                    )
+                })
+            };
+            mount_rootfs()?;
+            // Where the targets go is known only with the image's layers merged: for targets
+            // through an image's symlink, add their stubs to the stub layer and mount again
+            // (the stub layer has no symlinks, so the second lookup gives the same paths).
+            let extra = stubs_behind_symlinks(&root, req).map_err(ChildReport::Setup)?;
+            if !extra.is_empty() {
+                umount2(&root, MntFlags::empty())
+                    .map_err(|e| setup_err("unmounting the overlay rootfs", e))?;
+                create_stubs(&stub, &extra).map_err(ChildReport::Setup)?;
+                mount_rootfs()?;
             }
-            .map_err(|e| {
-                setup_err(
-                    format!("mounting the overlay rootfs (upper {})", upper.display()),
-                    e,
-                )
-            })?;
         }
         Rootfs::Dir(dir) => {
             if !dir.is_dir() {
@@ -873,25 +1001,49 @@ fn payload(
     setup_etc(&root, scratch, req)?;
 
     let mut files = FileStore::new(scratch, req);
-    for m in &req.mounts {
+    // Parents first (see `mount_order`); each entry: the resolved target and its mount.
+    let mut mounted: Vec<(PathBuf, &Mount)> = Vec::new();
+    for m in mount_order(req) {
         let dst = m.dst();
         let dir = m.is_dir();
         // An image's symlink on the way (/var/run -> /run) is followed inside the root, as
         // Docker does; `..` and absolute targets are clamped to the root, never leaving it.
+        // The stubs of the rootfs are at the resolved paths (`stubs_behind_symlinks`,
+        // `missing_mountpoints`), so nothing is created in the rootfs here.
         let r = resolve_in_root(&root, &rel(dst)).map_err(ChildReport::Setup)?;
-        // In an overlay root a target missing after the symlinks is created (in the
-        // container's upper dir, as Docker creates mountpoints in its rw layer).
-        if matches!(req.rootfs, Rootfs::Overlay { .. }) && r != rel(dst) {
-            let mut missing = Vec::new();
-            missing_components(&root, &Mountpoint { rel: r.clone(), dir }, &mut missing);
-            create_stubs(&root, &missing).map_err(ChildReport::Setup)?;
-        }
-        // Below /dev (our tmpfs, e.g. BuildKit's /dev/pipes for heredocs) a missing target
-        // is created here; it leaves no trace anywhere.
-        if r.starts_with("dev") && r != Path::new("dev") {
-            let mut missing = Vec::new();
-            missing_components(&root, &Mountpoint { rel: r.clone(), dir }, &mut missing);
-            create_stubs(&root, &missing).map_err(ChildReport::Setup)?;
+        let mut missing = Vec::new();
+        missing_components(&root, &Mountpoint { rel: r.clone(), dir }, &mut missing);
+        if !missing.is_empty() {
+            // The filesystem that holds the target: the last mount on one of its parents.
+            let parent = mounted
+                .iter()
+                .rev()
+                .find(|(p, _)| r.starts_with(p) && r != *p);
+            match parent {
+                // Inside an earlier tmpfs: the mount point goes with the tmpfs.
+                Some((_, Mount::Tmpfs(_))) => {
+                    create_stubs(&root, &missing).map_err(ChildReport::Setup)?
+                }
+                // Inside a writable bind (a cache mount, a rw bind's private copy): created
+                // in its directory, where it stays, as runc (and so BuildKit) does.
+                Some((_, Mount::Bind(b))) if !b.readonly => {
+                    create_stubs(&root, &missing).map_err(ChildReport::Setup)?
+                }
+                Some((_, p)) => {
+                    return Err(ChildReport::Setup(format!(
+                        "mount target {}: its mount point is missing in the read-only mount \
+                         on {} and cannot be created there",
+                        dst.display(),
+                        p.dst().display()
+                    )))
+                }
+                // Below /dev (our tmpfs, e.g. BuildKit's /dev/pipes for heredocs) a missing
+                // target is created here; it leaves no trace anywhere.
+                None if r.starts_with("dev") && r != Path::new("dev") => {
+                    create_stubs(&root, &missing).map_err(ChildReport::Setup)?
+                }
+                None => {}
+            }
         }
         if !target_ok(&root, &r).map_err(ChildReport::Setup)? {
             return Err(ChildReport::Setup(format!(
@@ -940,6 +1092,7 @@ fn payload(
                 .map_err(|e| setup_err(format!("read-only remount of {}", dst.display()), e))?;
             }
         }
+        mounted.push((r, m));
     }
 
     nix::unistd::sethostname(&req.hostname).map_err(|e| setup_err("sethostname", e))?;

@@ -41,13 +41,23 @@
 //!   (`/proc`, `/dev`, `/etc/hosts`, `/etc/resolv.conf`, [`Mount`] targets) come from an
 //!   extra, lowest lower layer on the private tmpfs, so the upper dir holds only what the
 //!   process wrote. A directory copied up because the process wrote below it (e.g. `etc/`)
-//!   is an ordinary overlay copy-up.
+//!   is an ordinary overlay copy-up. A target reached through an image's symlink
+//!   (`/var/run/x` with `/var/run -> /realrun`, followed inside the root) gets its stub at
+//!   the resolved path: the overlay is mounted, targets resolved, and if stubs are missing
+//!   it is unmounted, the stubs added to the stub layer, and mounted again.
+//! - [`Spec::mounts`] are mounted parents first (stable sort by the number of components of
+//!   the target, as BuildKit), so a tmpfs at `/x` never hides a secret at `/x/tok`. A child's
+//!   mount point missing in its parent mount is created there: in a tmpfs (gone with it), in
+//!   a writable bind such as a cache mount (it stays there, as with runc); in a read-only
+//!   mount it is a setup error naming both targets.
 //!   The overlay is mounted with `redirect_dir=off,metacopy=off,index=off`, so the upper dir
 //!   is a plain tree of whole files plus overlay whiteouts (0/0 char devices) and opaque
 //!   markers (`trusted.overlay.opaque`): a renamed lower directory is copied, not redirected.
 //! - **Dir rootfs**: missing mountpoints are created in the directory (empty root-owned
 //!   files and directories) and removed again by init when the payload has ended (a tree
-//!   diff taken after [`Sandbox::wait`] does not see them). A Dir rootfs must not be used by
+//!   diff taken after [`Sandbox::wait`] does not see them; their parents get their times
+//!   back when their entries are as before). Targets through an image's symlink are resolved
+//!   as in overlay mode. A Dir rootfs must not be used by
 //!   two sandboxes at once (one's cleanup would remove the other's mountpoints).
 //! - Security as Docker's defaults: Docker's capability set for root (no mount, no module
 //!   loading, ...), `/proc/sys` read-only, `/proc/{kcore,keys,timer_list,sched_debug,...}`
