@@ -40,3 +40,19 @@ fn copy_mode_builds_the_same_image_content() {
     // base, WORKDIR, COPY are deterministic; the RUN layer carries the times it ran at.
     assert_eq!(a[..a.len() - 1], b[..b.len() - 1], "WORKDIR and COPY layers match across modes");
 }
+
+/// QA: in copy mode every RUN layer also held an `etc/` entry (the sandbox's /etc/hosts and
+/// resolv.conf stubs changed the directory's times). With SOURCE_DATE_EPOCH the two modes
+/// now give the same image, RUN layers included.
+#[test]
+fn run_layers_match_across_modes() {
+    let ctx = tempfile::tempdir().unwrap();
+    write_files(ctx.path(), &[("Dockerfile", "FROM busybox:local\nRUN touch /x && echo hi > /y && rm /bin/vi\n")]);
+    let epoch = [("SOURCE_DATE_EPOCH", "100")];
+    let (copy_root, overlay_root) = (store_with_busybox(), store_with_busybox());
+    let c = build_env(copy_root.path(), ctx.path(), &["-t", "m:1"], &[epoch[0], ("RBUILD_NO_OVERLAY", "1")]);
+    assert!(c.ok(), "{}", c.stderr);
+    let o = build_env(overlay_root.path(), ctx.path(), &["-t", "m:1"], &epoch);
+    assert!(o.ok(), "{}", o.stderr);
+    assert_eq!(c.image_id(), o.image_id());
+}
