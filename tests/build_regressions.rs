@@ -494,9 +494,16 @@ fn a_failed_build_still_writes_its_reports() {
     let failed: Vec<&str> = steps.iter().filter(|s| s["failed"] == true).map(|s| s["name"].as_str().unwrap()).collect();
     assert_eq!(failed.len(), 1, "{v}");
     assert!(failed[0].contains("RUN exit 3"), "{failed:?}");
+    // The failed step stays in its stage (it was drawn under "internal" before).
+    let failed_step = steps.iter().find(|s| s["failed"] == true).unwrap();
+    assert_eq!(failed_step["stage"], "stage-0", "{v}");
+    assert!(failed_step["cache_key"].as_str().is_some_and(|k| k.starts_with("sha256:")), "{v}");
     assert!(steps.iter().any(|s| s["name"].as_str().unwrap().contains("echo one") && s["failed"] == false));
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("FAILED"), "the page says the build failed");
+    assert!(!page.contains("<code></code>"), "no empty digest boxes for a failed build");
+    assert!(!page.contains(">internal</text>"), "no internal group in the timeline: the build loaded no context");
+    assert!(page.contains(">stage stage-0</text>"), "the failed step is drawn in its stage");
 }
 
 /// QA follow-up: build args and ENV with secret-looking names are kept in the image history

@@ -364,6 +364,22 @@ impl Explainer {
         ctx.progress.send(BuildEvent::StepExplain { id, reasons });
     }
 
+    /// The step failed: send what is known of it (its stage, and its key and bytes hashed when
+    /// it got that far) so reports place it in its stage; nothing is recorded for the next build.
+    pub(crate) fn failed(&self, ctx: &Ctx<'_>, id: u32, stage: &str) {
+        let facts = {
+            let st = self.lock();
+            let n = st.notes.get(&id);
+            StepFacts {
+                stage: stage.to_string(),
+                cache_key: n.and_then(|n| n.key.as_ref()).map(|k| k.digest.clone()),
+                bytes_hashed: n.map_or(0, |n| n.bytes_hashed),
+                ..Default::default()
+            }
+        };
+        ctx.progress.send(BuildEvent::StepFacts { id, facts });
+    }
+
     /// The step finished (ran or hit): record its trace for the next build and send its facts.
     pub(crate) fn finish(&self, ctx: &Ctx<'_>, id: u32) {
         let (stored, paths, facts) = {

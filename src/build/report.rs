@@ -268,12 +268,16 @@ impl BuildReport {
         if let Some(e) = &self.error {
             rows.push(("Result", format!("<span class=\"tag failed\">FAILED</span> <code>{}</code>", esc(e))));
         }
+        let digest = |d: &str| {
+            if d.is_empty() {
+                "<span class=\"dim\">none</span>".to_string()
+            } else {
+                format!("<code>{}</code>", esc(d))
+            }
+        };
         rows.extend([
-            ("Image ID", format!("<code>{}</code>", esc(&self.image_id))),
-            (
-                "Manifest digest",
-                format!("<code>{}</code>", esc(&self.manifest_digest)),
-            ),
+            ("Image ID", digest(&self.image_id)),
+            ("Manifest digest", digest(&self.manifest_digest)),
             (
                 "Tags",
                 if self.tags.is_empty() {

@@ -463,6 +463,7 @@ pub fn run_stage(ctx: &Ctx<'_>, idx: usize) -> Result<StageState, BuildError> {
                         BuildError::Cancelled | BuildError::CancelledKept(_) => "cancelled".to_string(),
                         e => e.to_string().lines().next().unwrap_or("").to_string(),
                     };
+                    ctx.explain.failed(ctx, info.id, &plan.display_name());
                     ctx.progress.send(BuildEvent::StepFailed { id: info.id, elapsed: info.start.elapsed(), error: msg });
                     return Err(e);
                 }
