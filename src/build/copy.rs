@@ -36,7 +36,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::io::{self, Read};
+use std::cell::RefCell;
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -329,6 +330,8 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
             chmod: req_ref.chmod,
             cancel: ctx.cancel,
             pool: pool.as_ref(),
+            mtime: epoch,
+            dirs: Default::default(),
         };
         let io = |e: io::Error| {
             if ctx.cancel.is_cancelled() {
@@ -358,6 +361,8 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
                             placer.materialize_below(&dir).map_err(io)?;
                             let f = fs::File::open(&host_src).map_err(io)?;
                             let rd = snapshot::maybe_decompress(f).map_err(|e| info.err(e.to_string()))?;
+                            // It may also put symlinks where directories were.
+                            placer.forget_dirs();
                             snapshot::unpack_layer_with(rd, &dir, &UnpackOptions::default())
                                 .map_err(|e| info.err(format!("extracting {}: {e}", m.root)))?;
                             continue;
@@ -462,6 +467,13 @@ struct Placer<'a> {
     chmod: Option<u32>,
     cancel: &'a super::Cancel,
     pool: Option<&'a FilePool<'a>>,
+    /// The time every copied file gets (the layer's mtime policy, set through the open file
+    /// so the layer writer finds it already right).
+    mtime: u64,
+    /// Container dir → its host path, for the parents this COPY resolved. Nothing changes
+    /// where an existing path leads without removing something first, and every removal
+    /// (and a tar extraction) empties it.
+    dirs: RefCell<HashMap<String, PathBuf>>,
 }
 
 impl Placer<'_> {
@@ -484,8 +496,18 @@ impl Placer<'_> {
             Some((p, n)) => (if p.is_empty() { "/" } else { p }, n),
             None => ("/", target),
         };
+        if let Some(dir) = self.dirs.borrow().get(parent) {
+            return Ok(dir.join(name));
+        }
         let (dir, _) = mkdir_in_root(self.root, parent, self.owner.unwrap_or((0, 0)))?;
-        Ok(dir.join(name))
+        let host = dir.join(name);
+        self.dirs.borrow_mut().insert(parent.to_string(), dir);
+        Ok(host)
+    }
+
+    /// Something may have changed where a resolved parent leads: resolve again.
+    fn forget_dirs(&self) {
+        self.dirs.borrow_mut().clear();
     }
 
     fn copy_dir_contents(&self, m: &SourceMatch, dest: &str) -> io::Result<()> {
@@ -506,6 +528,7 @@ impl Placer<'_> {
     /// on it and below.
     fn remove_existing(&self, host: &Path, existing: Option<fs::Metadata>) -> io::Result<()> {
         let Some(m) = existing else { return Ok(()) };
+        self.forget_dirs();
         if let (Some(p), Ok(rel)) = (self.pool, host.strip_prefix(self.root)) {
             p.forget_below(rel);
         }
@@ -554,20 +577,25 @@ impl Placer<'_> {
                     let rel = host.strip_prefix(self.root).ok()?.to_path_buf();
                     Some((p, key, rel))
                 });
-                if let Some((p, key, rel)) = pooled {
+                let to = if let Some((p, key, rel)) = pooled {
                     if let Some(entry) = p.claim(&key) {
                         // An empty placeholder now, the pooled inode once unmounted.
-                        fs::File::create(&host)?;
+                        let to = fs::File::create(&host)?;
                         p.link_later(rel, entry, src, key);
+                        to
                     } else {
-                        let after = copy_file_until(&src, &host, self.cancel)?;
+                        let (to, after) = copy_file_until(&src, &host, e.size, self.cancel)?;
                         p.add_later(rel, key, self.idx, e, &after);
+                        to
                     }
                 } else {
-                    copy_file_until(&src, &host, self.cancel)?;
-                }
-                std::os::unix::fs::lchown(&host, Some(uid), Some(gid))?;
-                fs::set_permissions(&host, fs::Permissions::from_mode(mode))?;
+                    copy_file_until(&src, &host, e.size, self.cancel)?.0
+                };
+                // Through the open file: no path lookups in the overlay.
+                std::os::unix::fs::fchown(&to, Some(uid), Some(gid))?;
+                to.set_permissions(fs::Permissions::from_mode(mode))?;
+                let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(self.mtime);
+                to.set_times(fs::FileTimes::new().set_accessed(t).set_modified(t))?;
             }
             EntryKind::Symlink => {
                 self.remove_existing(&host, existing)?;
@@ -591,11 +619,32 @@ impl Placer<'_> {
 }
 
 /// A file copy that checks every 8 MiB whether the build was cancelled; returns the
-/// source's metadata after the copy. `io::copy` between two files lets the kernel copy
-/// (`copy_file_range`/`sendfile`): no buffer in this process.
-fn copy_file_until(src: &Path, dst: &Path, cancel: &super::Cancel) -> io::Result<fs::Metadata> {
-    let from = fs::File::open(src)?;
+/// written file and the source's metadata after the copy. `io::copy` between two files lets
+/// the kernel copy (`copy_file_range`/`sendfile`): no buffer in this process. A file the
+/// scan saw small (`size`) is read and written in one go instead: for a few KiB, io::copy's
+/// probing (two fstat, a copy_file_range that fails across the overlay, a sendfile, and
+/// again to find the end) costs more than the copy.
+fn copy_file_until(src: &Path, dst: &Path, size: u64, cancel: &super::Cancel) -> io::Result<(fs::File, fs::Metadata)> {
+    let mut from = fs::File::open(src)?;
     let mut to = fs::File::create(dst)?;
+    if size <= SMALL_FILE {
+        let mut buf = [0u8; SMALL_FILE as usize + 1];
+        let mut n = 0;
+        while n < buf.len() {
+            match from.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        to.write_all(&buf[..n])?;
+        if n <= SMALL_FILE as usize {
+            let after = from.metadata()?;
+            return Ok((to, after));
+        }
+        // It grew since the scan: copy the rest the usual way.
+    }
     loop {
         if cancel.is_cancelled() {
             return Err(io::Error::new(io::ErrorKind::Interrupted, "cancelled"));
@@ -604,8 +653,12 @@ fn copy_file_until(src: &Path, dst: &Path, cancel: &super::Cancel) -> io::Result
             break;
         }
     }
-    from.metadata()
+    let after = from.metadata()?;
+    Ok((to, after))
 }
+
+/// Files up to this size are copied through a buffer on the stack.
+const SMALL_FILE: u64 = 16 * 1024;
 
 
 /// Is this file a tar archive (plain or gzip)? Docker's ADD auto-extraction rule for local files.

@@ -429,11 +429,7 @@ impl<W: Write> LayerTarWriter<W> {
         if ft.is_file() {
             h.set_entry_type(EntryType::Regular);
             h.set_size(md.len());
-            let file = fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(abs)
-                .map_err(|e| SnapshotError::io("open", abs, e))?;
+            let file = open_noatime(abs).map_err(|e| SnapshotError::io("open", abs, e))?;
             let mut r = ExactReader {
                 file,
                 path: abs,
@@ -591,6 +587,17 @@ fn differs(labs: &Path, l: &Metadata, uabs: &Path, u: &Metadata) -> Result<bool>
         }
     }
     Ok(fsutil::portable_xattrs(labs)? != fsutil::portable_xattrs(uabs)?)
+}
+
+/// Open a file to read it into a layer without updating its atime (O_NOATIME: reading it
+/// would otherwise move the atime of a snapshot whose times the layer fixes, and they would
+/// all need setting again); where that is not allowed (not the owner, no CAP_FOWNER), plainly.
+fn open_noatime(path: &Path) -> io::Result<fs::File> {
+    let open = |flags| fs::OpenOptions::new().read(true).custom_flags(flags).open(path);
+    match open(libc::O_NOFOLLOW | libc::O_NOATIME) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(libc::O_NOFOLLOW),
+        r => r,
+    }
 }
 
 #[cfg(test)]
