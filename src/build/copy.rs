@@ -48,6 +48,7 @@ use crate::dockerfile::ast::{Add, Copy, Source};
 use crate::plan::cachekey::{self, CopyInput, CopySource};
 use crate::plan::context::{has_wildcard, ContextIndex, EntryKind, NoFilter, SourceMatch};
 use crate::plan::graph::{is_remote_source, stage_by_name};
+use crate::plan::sources::SourceRules;
 use crate::snapshot::{self, MtimePolicy, UnpackOptions};
 use crate::store::{CacheRecord, MIN_POOLED_SIZE};
 
@@ -84,6 +85,8 @@ pub struct CopyRequest {
     pub flags: Vec<String>,
     pub unpack: bool,
     pub checksum: Option<String>,
+    /// `--parents` and `--exclude`.
+    pub rules: SourceRules,
 }
 
 type Exp<'a> = &'a dyn Fn(&str) -> Result<String, BuildError>;
@@ -110,13 +113,8 @@ fn parse_chmod(s: &str, info: &StepInfo) -> Result<u32, BuildError> {
 impl CopyRequest {
     /// From a COPY instruction.
     pub fn from_copy(c: &Copy, exp: Exp<'_>, info: &StepInfo) -> Result<Self, BuildError> {
-        if c.parents {
-            return Err(info.err("COPY --parents is not supported yet"));
-        }
-        if !c.exclude.is_empty() {
-            return Err(info.err("COPY --exclude is not supported yet; use .dockerignore"));
-        }
-        let mut flags = Vec::new();
+        let rules = SourceRules { parents: c.parents, exclude: c.exclude.iter().map(|p| exp(p)).collect::<Result<_, _>>()? };
+        let mut flags = rule_flags(&rules);
         if c.link {
             flags.push("--link".to_string());
         }
@@ -130,6 +128,7 @@ impl CopyRequest {
             flags,
             unpack: false,
             checksum: None,
+            rules,
         })
     }
 
@@ -140,11 +139,9 @@ impl CopyRequest {
                 "ADD from a URL or git repository is not supported yet; download the file into the context and COPY it",
             ));
         }
-        if !a.exclude.is_empty() {
-            return Err(info.err("ADD --exclude is not supported yet; use .dockerignore"));
-        }
         let unpack = a.unpack.unwrap_or(true);
-        let mut flags = Vec::new();
+        let rules = SourceRules { parents: false, exclude: a.exclude.iter().map(|p| exp(p)).collect::<Result<_, _>>()? };
+        let mut flags = rule_flags(&rules);
         if a.link {
             flags.push("--link".to_string());
         }
@@ -163,8 +160,22 @@ impl CopyRequest {
             flags,
             unpack,
             checksum,
+            rules,
         })
     }
+}
+
+/// `--parents` and `--exclude` as cache-key flags. The key sorts flags, but the order of
+/// exclude patterns matters (a `!` re-includes what an earlier one excluded): one flag.
+fn rule_flags(r: &SourceRules) -> Vec<String> {
+    let mut flags = Vec::new();
+    if !r.exclude.is_empty() {
+        flags.push(format!("--exclude={}", serde_json::to_string(&r.exclude).unwrap_or_default()));
+    }
+    if r.parents {
+        flags.push("--parents".to_string());
+    }
+    flags
 }
 
 enum From {
@@ -219,7 +230,7 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
     if let From::Context(idx) = &from {
         let mut all = Vec::new();
         for p in &paths {
-            let m = idx.select(p).map_err(|e| info.err(e.to_string()))?;
+            let m = req.rules.select(idx, p).map_err(|e| info.err(e.to_string()))?;
             all.extend(m.iter().cloned());
             context_matches.push(m);
         }
@@ -308,7 +319,7 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
                 let idx = ContextIndex::scan(src, Arc::new(NoFilter)).map_err(|e| info.err(e.to_string()))?;
                 let mut m = Vec::new();
                 for p in &paths {
-                    m.push(idx.select(p).map_err(|e| info.err(e.to_string()))?);
+                    m.push(req_ref.rules.select(&idx, p).map_err(|e| info.err(e.to_string()))?);
                 }
                 (Arc::new(idx), m)
             }

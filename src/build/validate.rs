@@ -68,12 +68,6 @@ pub(crate) fn check(instr: &Instruction, secrets: &Secrets) -> Result<(), String
             }
         }
         Instruction::Copy(c) => {
-            if c.parents {
-                return Err("COPY --parents is not supported yet".into());
-            }
-            if !c.exclude.is_empty() {
-                return Err("COPY --exclude is not supported yet; use .dockerignore".into());
-            }
             if c.from.as_deref().is_some_and(|f| f.trim().is_empty()) {
                 return Err("COPY --from is empty: name a stage, a stage index or an image, or drop --from to copy from the context".into());
             }
@@ -81,9 +75,6 @@ pub(crate) fn check(instr: &Instruction, secrets: &Secrets) -> Result<(), String
         Instruction::Add(a) => {
             if a.sources.iter().any(is_remote_source) {
                 return Err("ADD from a URL or git repository is not supported yet; download the file into the context and COPY it".into());
-            }
-            if !a.exclude.is_empty() {
-                return Err("ADD --exclude is not supported yet; use .dockerignore".into());
             }
         }
         Instruction::Stopsignal(t) => check_signal(&t.value)?,
