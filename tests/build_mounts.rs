@@ -499,3 +499,77 @@ fn nested_mounts_are_mounted_parents_first() {
         );
     }
 }
+
+/// `type=bind` from the context shows what `.dockerignore` leaves (it showed ignored files,
+/// which were not even in the step's key); `rw` lets the RUN write to a private copy whose
+/// writes vanish: not in the context, not in the layer.
+#[test]
+fn bind_mounts_respect_dockerignore_and_rw_writes_are_discarded() {
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    write_files(
+        ctx.path(),
+        &[
+            (".dockerignore", ".env\nlogs\n"),
+            (".env", "TOKEN=zzz\n"),
+            ("logs/x.log", "x\n"),
+            ("src/main.c", "int main;\n"),
+            (
+                "Dockerfile",
+                "FROM busybox:local\n\
+                 RUN --mount=type=bind,target=/ctx ls -A /ctx > /listing\n\
+                 RUN --mount=type=bind,target=/w,rw echo changed > /w/src/main.c && echo new > /w/new && cat /w/src/main.c > /seen && ls -A /w > /wlisting\n\
+                 RUN --mount=type=bind,source=src/main.c,target=/one.c cat /one.c > /one\n",
+            ),
+        ],
+    );
+    let r = build(root.path(), ctx.path(), &["-t", "bind:1"]);
+    assert!(r.ok(), "{}", r.stderr);
+    let f = unpack_image(root.path(), "bind:1");
+    let read = |p: &str| std::fs::read_to_string(f.path().join(p)).unwrap();
+    assert_eq!(read("listing"), ".dockerignore\nDockerfile\nsrc\n", "ignored files are not mounted");
+    assert_eq!(read("seen"), "changed\n", "the RUN sees its own writes");
+    assert_eq!(read("wlisting"), ".dockerignore\nDockerfile\nnew\nsrc\n");
+    assert_eq!(read("one"), "int main;\n");
+    assert_eq!(std::fs::read_to_string(ctx.path().join("src/main.c")).unwrap(), "int main;\n", "the context is untouched");
+    assert!(!ctx.path().join("new").exists());
+    assert!(!f.path().join("w").exists() || std::fs::read_dir(f.path().join("w")).unwrap().next().is_none(), "nothing of the mount in the image");
+    // The read-only mount is read-only.
+    write_files(ctx.path(), &[("Dockerfile", "FROM busybox:local\nRUN --mount=type=bind,target=/ctx touch /ctx/x\n")]);
+    let r = build(root.path(), ctx.path(), &["-t", "bind:2"]);
+    assert!(!r.ok(), "{}", r.stderr);
+    assert!(!ctx.path().join("x").exists());
+}
+
+/// `type=cache` with `ro`, `source=` (a path inside the cache) and `from=`/`source=` (the
+/// cache starts as a copy of a stage's directory, and is its own cache).
+#[test]
+fn cache_mount_ro_source_and_from() {
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    write_files(
+        ctx.path(),
+        &[(
+            "Dockerfile",
+            "FROM busybox:local AS seed\n\
+             RUN mkdir -p /deps && echo pinned > /deps/lock\n\
+             FROM busybox:local\n\
+             RUN --mount=type=cache,id=c1,target=/c echo one > /c/f\n\
+             RUN --mount=type=cache,id=c1,target=/c,ro cat /c/f > /ro-saw && (touch /c/g 2>/dev/null && echo wrote || echo refused) > /ro-write\n\
+             RUN --mount=type=cache,id=c1,target=/s,source=sub echo in-sub > /s/x\n\
+             RUN --mount=type=cache,id=c1,target=/c ls /c/sub > /sub-listing\n\
+             RUN --mount=type=cache,id=c2,from=seed,source=/deps,target=/d cat /d/lock > /seeded && echo more > /d/extra\n\
+             RUN --mount=type=cache,id=c2,from=seed,source=/deps,target=/d ls /d > /seeded-listing\n",
+        )],
+    );
+    let r = build(root.path(), ctx.path(), &["-t", "cache:1"]);
+    assert!(r.ok(), "{}", r.stderr);
+    let f = unpack_image(root.path(), "cache:1");
+    let read = |p: &str| std::fs::read_to_string(f.path().join(p)).unwrap();
+    assert_eq!(read("ro-saw"), "one\n");
+    assert_eq!(read("ro-write"), "refused\n");
+    assert_eq!(read("sub-listing"), "x\n");
+    assert_eq!(read("seeded"), "pinned\n");
+    assert_eq!(read("seeded-listing"), "extra\nlock\n", "the seeded cache persists between RUNs");
+    assert!(!f.path().join("d").join("lock").exists(), "the cache is not in the layer");
+}

@@ -3,17 +3,22 @@
 //!
 //! | type   | what the process sees | key text holds |
 //! |--------|-----------------------|----------------|
-//! | bind   | a read-only view of a context path, or of a stage's / image's path | target, source, and the content digest of the context path or the stage's key / image digest |
-//! | cache  | a persistent directory under `<root>/cache-mounts/` | target, id (never the content, as BuildKit) |
+//! | bind   | a view of a context path (what `.dockerignore` leaves of it), or of a stage's / image's path; read-only, or with `rw` a private copy whose writes are discarded | target, source, rw, and the content digest of the context path or the stage's key / image digest |
+//! | cache  | a persistent directory under `<root>/cache-mounts/` (one per id, and per `from=` source), first filled from `from=`/`source=` when given; `ro` mounts it read-only | target, id, from, source, ro (never the content, as BuildKit) |
 //! | tmpfs  | a fresh empty tmpfs, gone after the RUN | target, size |
 //! | secret | a read-only file (default `/run/secrets/ID`, mode 0400, 0:0) and/or an env variable | id, target, env name, required, mode, uid, gid, whether it was given — never the value (as BuildKit: a changed secret does not bust the cache) |
 //!
 //! No mount leaves anything in the layer: targets the image lacks come from the sandbox's
 //! stub layer (see [`crate::sandbox`]), and what is written below a mount stays there.
 
-use std::path::PathBuf;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::Digest as _;
+
+use crate::plan::context::{ContextIndex, EntryKind, SourceMatch};
 
 use crate::dockerfile::ast::{Mount, Run};
 use crate::sandbox::{self, BindMount, FileMount, TmpfsMount};
@@ -34,12 +39,14 @@ pub(super) struct PlannedMount {
 }
 
 enum MountKind {
-    /// A read-only view of a context path.
-    Context { path: PathBuf },
-    /// A read-only view of a path in a stage's or image's root file system.
-    Layers { layers: Vec<Layer>, source: String },
-    /// A persistent cache directory under the store root, shared by builds.
-    Cache { dir: PathBuf, mode: u32, uid: u32, gid: u32 },
+    /// A view of a context path: the selected entries only (`.dockerignore` applies).
+    Context { idx: Arc<ContextIndex>, sel: SourceMatch, rw: bool },
+    /// A view of a path in a stage's or image's root file system.
+    Layers { layers: Vec<Layer>, source: String, rw: bool },
+    /// A persistent cache directory under the store root, shared by builds; filled from
+    /// `seed` (layers and a path in them) when it is first made; `sub` is the path below
+    /// it that is mounted.
+    Cache { dir: PathBuf, mode: u32, uid: u32, gid: u32, seed: Option<(Vec<Layer>, String)>, sub: String, ro: bool },
     /// A fresh tmpfs.
     Tmpfs { size: Option<u64> },
     /// A secret given with `--secret`: a file at `target` unless only `env` is asked for,
@@ -61,58 +68,71 @@ pub(super) fn plan_mounts(ctx: &Ctx<'_>, r: &Run, workdir: &str, info: &StepInfo
     for m in &r.mounts {
         match m {
             Mount::Bind { target, source, from, readwrite } => {
-                if *readwrite {
-                    return Err(info.err("RUN --mount=type=bind,rw is not supported yet; mount it read-only"));
-                }
+                let rw = *readwrite;
                 let target = abs_target(workdir, target);
                 let source = source.clone().unwrap_or_else(|| "/".to_string());
+                let rw_key = if rw { ",rw" } else { "" };
                 match from {
                     None => {
                         let idx = ctx.context()?;
-                        let sel = idx.select(&source).map_err(|e| info.err(e.to_string()))?;
+                        let mut sel = idx.select(&source).map_err(|e| info.err(e.to_string()))?;
                         let d = idx.digest_selection(&sel, &ctx.stat_cache).map_err(|e| info.err(e.to_string()))?;
                         let rel = crate::plan::context::clean_rel(&source);
+                        let Some(one) = sel.pop().filter(|_| sel.is_empty()) else {
+                            return Err(info.err(format!("--mount source={source} matches more than one path; name one")));
+                        };
                         out.push(PlannedMount {
-                            key: format!("bind,target={target},source={rel},from=context,content={}", d.digest),
+                            key: format!("bind,target={target},source={rel},from=context,content={}{rw_key}", d.digest),
                             target,
-                            kind: MountKind::Context { path: idx.root().join(rel) },
+                            kind: MountKind::Context { idx, sel: one, rw },
                         });
                     }
                     Some(f) => {
-                        let (fkey, layers) = match crate::plan::graph::stage_by_name(ctx.df, f) {
-                            Some(j) if ctx.is_needed(j) => {
-                                let st = ctx.wait_stage(j)?;
-                                (st.key.clone(), st.layers.clone())
-                            }
-                            Some(_) => return Err(info.err(format!("--mount from={f} names a stage the build did not plan"))),
-                            None => {
-                                let rec = ctx.store.resolve(f).map_err(|e| info.err(format!("--mount from={f}: {e}")))?;
-                                (rec.manifest_desc.digest.to_string(), Layer::of_image(&rec))
-                            }
-                        };
+                        let (fkey, layers) = from_layers(ctx, f, info)?;
                         out.push(PlannedMount {
-                            key: format!("bind,target={target},source={source},from={fkey}"),
+                            key: format!("bind,target={target},source={source},from={fkey}{rw_key}"),
                             target,
-                            kind: MountKind::Layers { layers, source },
+                            kind: MountKind::Layers { layers, source, rw },
                         });
                     }
                 }
             }
             Mount::Cache { target, id, sharing: _, from, source, readonly, mode, uid, gid } => {
-                if from.is_some() || source.is_some() || *readonly {
-                    return Err(info.err("RUN --mount=type=cache with from=, source= or ro is not supported yet"));
-                }
                 let target = abs_target(workdir, target);
                 let id = id.clone().unwrap_or_else(|| target.clone());
-                let name = hex::encode(&sha2::Sha256::digest(id.as_bytes())[..16]);
+                let sub = crate::plan::context::clean_rel(source.as_deref().unwrap_or(""));
+                // With from=, the cache starts as a copy of the from's `source` path and is
+                // its own cache (BuildKit keys it by id and the from's ref); without it,
+                // `source` is a path inside the cache.
+                let (seed, fkey, sub) = match from {
+                    None => (None, String::new(), sub),
+                    Some(f) => {
+                        let (fkey, layers) = from_layers(ctx, f, info)?;
+                        (Some((layers, format!("/{sub}"))), fkey, String::new())
+                    }
+                };
+                let ident = match &seed {
+                    None => id.clone(),
+                    Some((_, path)) => format!("{id}\0{fkey}\0{path}"),
+                };
+                let name = hex::encode(&sha2::Sha256::digest(ident.as_bytes())[..16]);
+                let ro = *readonly;
                 out.push(PlannedMount {
-                    key: format!("cache,target={target},id={id}"),
+                    key: format!(
+                        "cache,target={target},id={id}{}{}{}",
+                        if fkey.is_empty() { String::new() } else { format!(",from={fkey}") },
+                        source.as_deref().map(|s| format!(",source={s}")).unwrap_or_default(),
+                        if ro { ",ro" } else { "" },
+                    ),
                     target,
                     kind: MountKind::Cache {
                         dir: ctx.store.root().join("cache-mounts").join(name),
                         mode: mode.unwrap_or(0o755),
                         uid: uid.unwrap_or(0),
                         gid: gid.unwrap_or(0),
+                        seed,
+                        sub,
+                        ro,
                     },
                 });
             }
@@ -144,6 +164,21 @@ pub(super) fn plan_mounts(ctx: &Ctx<'_>, r: &Run, workdir: &str, info: &StepInfo
         }
     }
     Ok(out)
+}
+
+/// The key and layers of a mount's `from=`: a stage of this build, or an image in the store.
+fn from_layers(ctx: &Ctx<'_>, f: &str, info: &StepInfo) -> Result<(String, Vec<Layer>), BuildError> {
+    match crate::plan::graph::stage_by_name(ctx.df, f) {
+        Some(j) if ctx.is_needed(j) => {
+            let st = ctx.wait_stage(j)?;
+            Ok((st.key.clone(), st.layers.clone()))
+        }
+        Some(_) => Err(info.err(format!("--mount from={f} names a stage the build did not plan"))),
+        None => {
+            let rec = ctx.store.resolve(f).map_err(|e| info.err(format!("--mount from={f}: {e}")))?;
+            Ok((rec.manifest_desc.digest.to_string(), Layer::of_image(&rec)))
+        }
+    }
 }
 
 fn abs_target(workdir: &str, t: &str) -> String {
@@ -253,31 +288,50 @@ impl PlannedMount {
     fn materialize(&self, ctx: &Ctx<'_>, scratch: &Scratch, info: &StepInfo, out: &mut Materialized) -> Result<(), BuildError> {
         let dst = PathBuf::from(&self.target);
         let mount = match &self.kind {
-            MountKind::Context { path } => BindMount { src: path.clone(), dst, readonly: true }.into(),
-            MountKind::Layers { layers, source } => {
-                // Flatten the source's layers into a private copy (only on a cache miss).
-                let lower = lower_dirs(ctx.store, layers)?;
-                let flat = tempfile::Builder::new()
-                    .prefix("mount-")
-                    .tempdir_in(scratch.path())
-                    .map_err(|e| BuildError::io(scratch.path(), e))?
-                    .keep();
-                crate::snapshot::copy_tree(&lower, &flat)
-                    .map_err(|e| info.err(format!("preparing the --mount source: {e}")))?;
-                let src = super::rootfs::resolve_in_root(&flat, source, true).map_err(|e| info.err(e.to_string()))?;
-                if !src.exists() {
-                    return Err(info.err(format!("--mount source {source} does not exist in its stage")));
-                }
-                BindMount { src, dst, readonly: true }.into()
+            MountKind::Context { idx, sel, rw } => {
+                let dir = mount_dir(scratch)?;
+                let src = copy_selection(idx, sel, &dir, *rw).map_err(|e| info.err(format!("preparing the --mount source: {e}")))?;
+                BindMount { src, dst, readonly: !rw }.into()
             }
-            MountKind::Cache { dir, mode, uid, gid } => {
+            MountKind::Layers { layers, source, rw } => {
+                // A private copy of the source (only on a cache miss): `rw` writes go there.
+                let src = flatten(ctx, scratch, layers, source, info)?;
+                BindMount { src, dst, readonly: !rw }.into()
+            }
+            MountKind::Cache { dir, mode, uid, gid, seed, sub, ro } => {
                 if !dir.is_dir() {
-                    std::fs::create_dir_all(dir).map_err(|e| BuildError::io(dir, e))?;
-                    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(*mode))
-                        .map_err(|e| BuildError::io(dir, e))?;
-                    std::os::unix::fs::chown(dir, Some(*uid), Some(*gid)).map_err(|e| BuildError::io(dir, e))?;
+                    // Made next to its final name and renamed: a failed seed leaves no
+                    // half-filled cache behind.
+                    let parent = dir.parent().unwrap_or(dir);
+                    fs::create_dir_all(parent).map_err(|e| BuildError::io(parent, e))?;
+                    let tmp = tempfile::Builder::new().prefix(".new-").tempdir_in(parent).map_err(|e| BuildError::io(parent, e))?;
+                    if let Some((layers, path)) = seed {
+                        let src = flatten(ctx, scratch, layers, path, info)?;
+                        if !src.is_dir() {
+                            return Err(info.err(format!("--mount=type=cache: source {path} is not a directory in its from=")));
+                        }
+                        crate::snapshot::copy_tree(&[src], tmp.path())
+                            .map_err(|e| info.err(format!("filling the cache mount: {e}")))?;
+                    } else {
+                        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(*mode)).map_err(|e| BuildError::io(tmp.path(), e))?;
+                        std::os::unix::fs::chown(tmp.path(), Some(*uid), Some(*gid)).map_err(|e| BuildError::io(tmp.path(), e))?;
+                    }
+                    let tmp = tmp.keep();
+                    if let Err(e) = fs::rename(&tmp, dir) {
+                        let _ = fs::remove_dir_all(&tmp);
+                        // Another build made it first: use theirs.
+                        if !dir.is_dir() {
+                            return Err(BuildError::io(dir, e));
+                        }
+                    }
                 }
-                BindMount { src: dir.clone(), dst, readonly: false }.into()
+                let src = if sub.is_empty() {
+                    dir.clone()
+                } else {
+                    let (p, _) = super::rootfs::mkdir_in_root(dir, sub, (*uid, *gid)).map_err(|e| BuildError::io(dir, e))?;
+                    p
+                };
+                BindMount { src, dst, readonly: *ro }.into()
             }
             MountKind::Tmpfs { size } => sandbox::Mount::Tmpfs(TmpfsMount { dst, size: *size }),
             MountKind::Secret { id, file, env, mode, uid, gid } => {
@@ -300,6 +354,66 @@ impl PlannedMount {
         out.mounts.push(mount);
         Ok(())
     }
+}
+
+/// A fresh directory for a mount's host side, removed with the step's scratch dir.
+fn mount_dir(scratch: &Scratch) -> Result<PathBuf, BuildError> {
+    Ok(tempfile::Builder::new()
+        .prefix("mount-")
+        .tempdir_in(scratch.path())
+        .map_err(|e| BuildError::io(scratch.path(), e))?
+        .keep())
+}
+
+/// `source` in the flattened `layers`, as a private copy.
+fn flatten(ctx: &Ctx<'_>, scratch: &Scratch, layers: &[Layer], source: &str, info: &StepInfo) -> Result<PathBuf, BuildError> {
+    let lower = lower_dirs(ctx.store, layers)?;
+    let flat = mount_dir(scratch)?;
+    crate::snapshot::copy_tree(&lower, &flat).map_err(|e| info.err(format!("preparing the --mount source: {e}")))?;
+    let src = super::rootfs::resolve_in_root(&flat, source, true).map_err(|e| info.err(e.to_string()))?;
+    if !src.exists() {
+        return Err(info.err(format!("--mount source {source} does not exist in its stage")));
+    }
+    Ok(src)
+}
+
+/// The selected context entries (what `.dockerignore` leaves) under `dir`; returns the path
+/// to mount. Read-only: files are hardlinks of the context's where the file system allows
+/// (the mount is read-only, so they cannot be written through); `rw`: copies.
+fn copy_selection(idx: &ContextIndex, sel: &SourceMatch, dir: &Path, rw: bool) -> std::io::Result<PathBuf> {
+    let put = |rel: &str, to: &Path| -> std::io::Result<()> {
+        let Some(e) = idx.get(rel) else { return Ok(()) };
+        let from = idx.root().join(rel);
+        match e.kind {
+            EntryKind::Dir => {
+                if !to.is_dir() {
+                    fs::create_dir(to)?;
+                }
+                fs::set_permissions(to, fs::Permissions::from_mode(e.mode))
+            }
+            EntryKind::File => {
+                if rw || fs::hard_link(&from, to).is_err() {
+                    fs::copy(&from, to)?;
+                    fs::set_permissions(to, fs::Permissions::from_mode(e.mode))?;
+                }
+                Ok(())
+            }
+            EntryKind::Symlink => std::os::unix::fs::symlink(e.link_target.as_deref().unwrap_or(""), to),
+            EntryKind::Other => Ok(()),
+        }
+    };
+    if sel.kind != EntryKind::Dir {
+        let to = dir.join("file");
+        put(&sel.root, &to)?;
+        return Ok(to);
+    }
+    put(&sel.root, dir)?;
+    let prefix = if sel.root.is_empty() { String::new() } else { format!("{}/", sel.root) };
+    for rel in &sel.entries {
+        let sub = rel.strip_prefix(&prefix).unwrap_or(rel);
+        put(rel, &dir.join(sub))?;
+    }
+    Ok(dir.to_path_buf())
 }
 
 /// Make every planned mount real (on a cache miss).

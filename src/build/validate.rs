@@ -41,15 +41,7 @@ pub(crate) fn check(instr: &Instruction, secrets: &Secrets) -> Result<(), String
             }
             for m in &r.mounts {
                 match m {
-                    Mount::Bind { readwrite: true, .. } => {
-                        return Err("RUN --mount=type=bind,rw is not supported yet; mount it read-only".into())
-                    }
-                    Mount::Cache { from, source, readonly, .. }
-                        if from.is_some() || source.is_some() || *readonly =>
-                    {
-                        return Err("RUN --mount=type=cache with from=, source= or ro is not supported yet".into())
-                    }
-                    Mount::Bind { from: Some(f), .. } if f.is_empty() => {
+                    Mount::Bind { from: Some(f), .. } | Mount::Cache { from: Some(f), .. } if f.is_empty() => {
                         return Err("RUN --mount from= is empty: name a stage or an image".into())
                     }
                     Mount::Tmpfs { target, size } => {
@@ -67,15 +59,11 @@ pub(crate) fn check(instr: &Instruction, secrets: &Secrets) -> Result<(), String
                 }
             }
         }
-        Instruction::Copy(c) => {
-            if c.from.as_deref().is_some_and(|f| f.trim().is_empty()) {
-                return Err("COPY --from is empty: name a stage, a stage index or an image, or drop --from to copy from the context".into());
-            }
+        Instruction::Copy(c) if c.from.as_deref().is_some_and(|f| f.trim().is_empty()) => {
+            return Err("COPY --from is empty: name a stage, a stage index or an image, or drop --from to copy from the context".into());
         }
-        Instruction::Add(a) => {
-            if a.sources.iter().any(is_remote_source) {
-                return Err("ADD from a URL or git repository is not supported yet; download the file into the context and COPY it".into());
-            }
+        Instruction::Add(a) if a.sources.iter().any(is_remote_source) => {
+            return Err("ADD from a URL or git repository is not supported yet; download the file into the context and COPY it".into());
         }
         Instruction::Stopsignal(t) => check_signal(&t.value)?,
         Instruction::Expose(w) => {
