@@ -47,7 +47,7 @@ use sha2::{Digest as _, Sha256};
 use crate::dockerfile::ast::{Add, Copy, Source};
 use crate::plan::cachekey::{self, CopyInput, CopySource};
 use crate::plan::context::{has_wildcard, ContextIndex, EntryKind, NoFilter, SourceMatch};
-use crate::plan::graph::{is_remote_source, stage_by_name};
+use crate::plan::graph::{is_git_source, is_http_source, is_remote_source, stage_by_name};
 use crate::plan::sources::SourceRules;
 use crate::snapshot::{self, MtimePolicy, UnpackOptions};
 use crate::store::{CacheRecord, MIN_POOLED_SIZE};
@@ -134,12 +134,11 @@ impl CopyRequest {
 
     /// From an ADD instruction.
     pub fn from_add(a: &Add, exp: Exp<'_>, info: &StepInfo) -> Result<Self, BuildError> {
-        if a.sources.iter().any(is_remote_source) {
-            return Err(info.err(
-                "ADD from a URL or git repository is not supported yet; download the file into the context and COPY it",
-            ));
+        if a.sources.iter().any(|s| matches!(s, Source::Path(p) if is_git_source(p))) {
+            return Err(info.err("ADD from a git repository is not supported yet; clone it into the context and COPY it"));
         }
-        let unpack = a.unpack.unwrap_or(true);
+        // A URL is not extracted unless --unpack=true says so (BuildKit).
+        let unpack = a.unpack.unwrap_or(!a.sources.iter().any(is_remote_source));
         let rules = SourceRules { parents: false, exclude: a.exclude.iter().map(|p| exp(p)).collect::<Result<_, _>>()? };
         let mut flags = rule_flags(&rules);
         if a.link {
@@ -204,9 +203,24 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
         )));
     }
 
-    let from = match &req.from {
-        None => From::Context(if paths.is_empty() { Arc::new(empty_index(ctx)?) } else { ctx.context()? }),
-        Some(f) => match stage_by_name(ctx.df, f) {
+    // ADD <url>: the downloads, named as BuildKit names them, stand in for the context.
+    let urls = paths.iter().filter(|p| is_http_source(p)).count();
+    let mut downloaded: Vec<String> = Vec::new();
+    let download_index = if urls == 0 {
+        None
+    } else if urls != paths.len() || req.from.is_some() {
+        return Err(info.err("ADD mixes URLs with other sources: give the URLs their own ADD"));
+    } else {
+        let (idx, names) = download_sources(ctx, &paths, req.checksum.as_deref(), info)?;
+        downloaded = names;
+        Some(Arc::new(idx))
+    };
+    let paths: Vec<&str> = if downloaded.is_empty() { paths } else { downloaded.iter().map(String::as_str).collect() };
+
+    let from = match (&req.from, download_index) {
+        (None, Some(idx)) => From::Context(idx),
+        (None, None) => From::Context(if paths.is_empty() { Arc::new(empty_index(ctx)?) } else { ctx.context()? }),
+        (Some(f), _) => match stage_by_name(ctx.df, f) {
             Some(j) => {
                 if !ctx.is_needed(j) {
                     return Err(info.err(format!("--from={f} names a stage the build did not plan")));
@@ -429,6 +443,37 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
     };
     s.commit_layer(ctx, &key, layer, tar_size, created_by)?;
     Ok(false)
+}
+
+/// Download each URL (or reuse the store's copy) into a fresh directory as `<name>` (mode
+/// 0600, as BuildKit) and index it; returns the index and the names in source order.
+fn download_sources(ctx: &Ctx<'_>, urls: &[&str], checksum: Option<&str>, info: &StepInfo) -> Result<(ContextIndex, Vec<String>), BuildError> {
+    if checksum.is_some() && urls.len() > 1 {
+        return Err(info.err("ADD --checksum needs exactly one source"));
+    }
+    let dir = tempfile::Builder::new().prefix("add-url-").tempdir_in(&ctx.tmp).map_err(|e| BuildError::io(&ctx.tmp, e))?.keep();
+    let store_dir = ctx.store.root().join("downloads");
+    let mut names = Vec::new();
+    for url in urls {
+        let d = super::remote::fetch(&store_dir, url, checksum, &|| ctx.cancel.is_cancelled()).map_err(|e| {
+            if ctx.cancel.is_cancelled() {
+                BuildError::Cancelled
+            } else {
+                info.err(e)
+            }
+        })?;
+        let to = dir.join(&d.name);
+        let _ = fs::remove_file(&to);
+        if fs::hard_link(&d.path, &to).is_err() {
+            fs::copy(&d.path, &to).map_err(|e| BuildError::io(&to, e))?;
+        }
+        // The store's copy keeps its own mode; the link shares it, which is what we want:
+        // every download is 0600 until --chmod says otherwise.
+        fs::set_permissions(&to, fs::Permissions::from_mode(0o600)).map_err(|e| BuildError::io(&to, e))?;
+        names.push(d.name);
+    }
+    let idx = ContextIndex::scan(&dir, Arc::new(NoFilter)).map_err(|e| info.err(e.to_string()))?;
+    Ok((idx, names))
 }
 
 fn empty_index(ctx: &Ctx<'_>) -> Result<ContextIndex, BuildError> {

@@ -43,6 +43,7 @@ mod explain;
 mod image;
 mod mounts;
 mod pool;
+mod remote;
 mod rootfs;
 mod run;
 mod stage;

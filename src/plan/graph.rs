@@ -30,10 +30,24 @@ pub fn stage_by_name(df: &Dockerfile, name: &str) -> Option<usize> {
 /// True for an ADD/COPY source that is a URL (`http://`, `https://`) or a git address.
 pub fn is_remote_source(s: &Source) -> bool {
     match s {
-        Source::Path(p) => {
-            let p = p.to_ascii_lowercase();
-            p.starts_with("http://") || p.starts_with("https://") || p.starts_with("git@")
-        }
+        Source::Path(p) => is_http_source(p) || is_git_source(p),
         Source::Heredoc(_) => false,
     }
+}
+
+/// An `http://` or `https://` URL that is not a git repository.
+pub fn is_http_source(p: &str) -> bool {
+    let l = p.to_ascii_lowercase();
+    (l.starts_with("http://") || l.starts_with("https://")) && !is_git_source(p)
+}
+
+/// A git repository (BuildKit's forms): `git@host:path`, `git://...`, `ssh://...`, or an
+/// http(s) URL whose path ends in `.git` (optionally followed by `#ref[:subdir]`).
+pub fn is_git_source(p: &str) -> bool {
+    let l = p.to_ascii_lowercase();
+    if l.starts_with("git@") || l.starts_with("git://") || l.starts_with("ssh://") {
+        return true;
+    }
+    let url = l.split('#').next().unwrap_or("");
+    (l.starts_with("http://") || l.starts_with("https://")) && url.split('?').next().unwrap_or("").trim_end_matches('/').ends_with(".git")
 }

@@ -133,9 +133,10 @@ impl Store {
                     report.cache_records += 1;
                 }
             }
-            // `--explain`'s memory of earlier builds goes with the build cache.
-            let explain = self.root().join("explain");
-            if let Ok(rd) = fs::read_dir(&explain) {
+            // `--explain`'s memory of earlier builds, and the files `ADD <url>` downloaded,
+            // go with the build cache.
+            for dir in ["explain", "downloads"] {
+                let Ok(rd) = fs::read_dir(self.root().join(dir)) else { continue };
                 for e in rd.filter_map(|e| e.ok()) {
                     report.bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
                     let _ = fs::remove_file(e.path());

@@ -1,0 +1,161 @@
+//! `ADD <http URL>`: real builds against a small HTTP server in the test (ETag, 304, 404).
+
+mod build_util;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::{Arc, Mutex};
+
+use build_util::*;
+use sha2::Digest as _;
+
+/// What the server serves (path → body) and what it saw.
+#[derive(Default)]
+struct Server {
+    files: HashMap<String, Vec<u8>>,
+    /// (path, If-None-Match header, status answered) per request.
+    log: Vec<(String, Option<String>, u16)>,
+}
+
+fn etag(body: &[u8]) -> String {
+    format!("\"{}\"", &hex::encode(sha2::Sha256::digest(body))[..16])
+}
+
+/// Serve `state` on a loopback port; returns the base URL.
+fn serve(state: Arc<Mutex<Server>>) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let mut r = BufReader::new(c.try_clone().unwrap());
+            let mut line = String::new();
+            if r.read_line(&mut line).is_err() {
+                continue;
+            }
+            let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let mut inm = None;
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).is_err() || h.trim().is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = h.split_once(':') {
+                    if k.eq_ignore_ascii_case("if-none-match") {
+                        inm = Some(v.trim().to_string());
+                    }
+                }
+            }
+            let mut s = state.lock().unwrap();
+            let (status, head, body) = match s.files.get(&path) {
+                None => (404, String::new(), b"not here".to_vec()),
+                Some(b) if inm.as_deref() == Some(etag(b).as_str()) => (304, format!("ETag: {}\r\n", etag(b)), Vec::new()),
+                Some(b) => (200, format!("ETag: {}\r\n", etag(b)), b.clone()),
+            };
+            s.log.push((path, inm, status));
+            drop(s);
+            let reason = match status {
+                200 => "OK",
+                304 => "Not Modified",
+                _ => "Not Found",
+            };
+            let _ = write!(c, "HTTP/1.1 {status} {reason}\r\n{head}Content-Length: {}\r\nConnection: close\r\n\r\n", if status == 304 { 0 } else { body.len() });
+            if status != 304 {
+                let _ = c.write_all(&body);
+            }
+        }
+    });
+    format!("http://127.0.0.1:{port}")
+}
+
+#[test]
+fn add_url_downloads_names_checks_and_revalidates() {
+    let state = Arc::new(Mutex::new(Server::default()));
+    let base = serve(Arc::clone(&state));
+    let mut tgz = Vec::new();
+    {
+        let gz = flate2::write::GzEncoder::new(&mut tgz, flate2::Compression::default());
+        let mut t = tar::Builder::new(gz);
+        let mut h = tar::Header::new_gnu();
+        h.set_size(2);
+        h.set_mode(0o644);
+        h.set_cksum();
+        t.append_data(&mut h, "inner.txt", &b"in"[..]).unwrap();
+        t.into_inner().unwrap().finish().unwrap();
+    }
+    {
+        let mut s = state.lock().unwrap();
+        s.files.insert("/dl/tool.sh".into(), b"echo tool v1\n".to_vec());
+        s.files.insert("/dl/pkg.tar.gz?x=1".into(), tgz.clone());
+    }
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    let df = format!(
+        "FROM busybox:local\n\
+         ADD {base}/dl/tool.sh /usr/local/bin/\n\
+         ADD --chmod=755 {base}/dl/tool.sh /bin/tool\n\
+         ADD {base}/dl/pkg.tar.gz?x=1 /pkgs/\n\
+         RUN sh /bin/tool > /ran\n"
+    );
+    write_files(ctx.path(), &[("Dockerfile", &df)]);
+    let r = build(root.path(), ctx.path(), &["-t", "url:1"]);
+    assert!(r.ok(), "{}", r.stderr);
+    let f = unpack_image(root.path(), "url:1");
+    let p = f.path();
+    assert_eq!(std::fs::read_to_string(p.join("usr/local/bin/tool.sh")).unwrap(), "echo tool v1\n");
+    assert_eq!(std::fs::metadata(p.join("usr/local/bin/tool.sh")).unwrap().permissions().mode() & 0o7777, 0o600);
+    assert_eq!(std::fs::metadata(p.join("bin/tool")).unwrap().permissions().mode() & 0o7777, 0o755);
+    assert_eq!(std::fs::read(p.join("pkgs/pkg.tar.gz")).unwrap(), tgz, "a URL is not extracted");
+    assert_eq!(std::fs::read_to_string(p.join("ran")).unwrap(), "tool v1\n");
+    let first = r.image_id();
+
+    // Unchanged on the server: asked again with If-None-Match, 304, every step cached.
+    state.lock().unwrap().log.clear();
+    let r = build(root.path(), ctx.path(), &["-t", "url:1"]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(r.rebuilt().is_empty(), "{:?}", r.rebuilt());
+    assert_eq!(r.image_id(), first);
+    {
+        let s = state.lock().unwrap();
+        assert!(!s.log.is_empty() && s.log.iter().all(|(_, inm, st)| inm.is_some() && *st == 304), "{:?}", s.log);
+    }
+
+    // Changed on the server: downloaded again, the steps using it run again.
+    state.lock().unwrap().files.insert("/dl/tool.sh".into(), b"echo tool v2\n".to_vec());
+    let r = build(root.path(), ctx.path(), &["-t", "url:1"]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(r.rebuilt().iter().any(|s| s.contains("tool.sh")), "{:?}", r.rebuilt());
+    let f = unpack_image(root.path(), "url:1");
+    assert_eq!(std::fs::read_to_string(f.path().join("ran")).unwrap(), "tool v2\n");
+
+    // --checksum: a mismatch fails the step; a match with the file in the store asks nothing.
+    let good = format!("sha256:{}", hex::encode(sha2::Sha256::digest(b"echo tool v2\n")));
+    let bad = format!("sha256:{}", "0".repeat(64));
+    write_files(ctx.path(), &[("Dockerfile", &format!("FROM busybox:local\nADD --checksum={bad} {base}/dl/tool.sh /t\n"))]);
+    let r = build(root.path(), ctx.path(), &["-t", "url:2"]);
+    assert!(!r.ok() && r.stderr.contains("checksum mismatch"), "{}", r.stderr);
+    state.lock().unwrap().log.clear();
+    write_files(ctx.path(), &[("Dockerfile", &format!("FROM busybox:local\nADD --checksum={good} {base}/dl/tool.sh /t\n"))]);
+    let r = build(root.path(), ctx.path(), &["-t", "url:2"]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(state.lock().unwrap().log.is_empty(), "the checksum names a file the store has: no request");
+
+    // `prune --all` forgets the downloads with the build cache.
+    assert!(std::fs::read_dir(root.path().join("downloads")).unwrap().count() > 0);
+    let out = rbuild().arg("--root").arg(root.path()).args(["prune", "--all"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_dir(root.path().join("downloads")).unwrap().count(), 0);
+
+    // A 404 is a clear error; COPY refuses URLs; a URL mixed with context files is refused.
+    write_files(ctx.path(), &[("Dockerfile", &format!("FROM busybox:local\nADD {base}/missing /m\n"))]);
+    let r = build(root.path(), ctx.path(), &["-t", "url:3"]);
+    assert!(!r.ok() && r.stderr.contains("404"), "{}", r.stderr);
+    write_files(ctx.path(), &[("a", "a"), ("Dockerfile", &format!("FROM busybox:local\nCOPY {base}/dl/tool.sh /m\n"))]);
+    let r = build(root.path(), ctx.path(), &["-t", "url:4"]);
+    assert!(!r.ok() && r.stderr.contains("COPY cannot take a URL"), "{}", r.stderr);
+    write_files(ctx.path(), &[("Dockerfile", &format!("FROM busybox:local\nADD a {base}/dl/tool.sh /m/\n"))]);
+    let r = build(root.path(), ctx.path(), &["-t", "url:5"]);
+    assert!(!r.ok() && r.stderr.contains("give the URLs their own ADD"), "{}", r.stderr);
+}
