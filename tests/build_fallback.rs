@@ -56,3 +56,31 @@ fn run_layers_match_across_modes() {
     assert!(o.ok(), "{}", o.stderr);
     assert_eq!(c.image_id(), o.image_id());
 }
+
+/// QA: in copy mode a COPY that rewrote a file with other content of the same size kept the
+/// old content (the diff compared size and mtime only, and COPY sets a fixed mtime), and a
+/// rewrite with the same content gave another image than overlay mode. Whatever a step
+/// touched is now in its layer, as in an overlay upper dir.
+#[test]
+fn same_size_rewrites_reach_the_layer_in_copy_mode() {
+    let ctx = tempfile::tempdir().unwrap();
+    write_files(
+        ctx.path(),
+        &[
+            ("d/f", "hi\n"),
+            ("e/f", "ho\n"),
+            ("f", "ho\n"),
+            ("Dockerfile", "FROM busybox:local\nCOPY d/ /a/\nCOPY e/ /a/\nCOPY d/ /b/\nCOPY d/ /b/\nRUN mkdir /c && echo hi > /c/f\nCOPY f /c/f\n"),
+        ],
+    );
+    let epoch = ("SOURCE_DATE_EPOCH", "1700000000");
+    let (copy_root, overlay_root) = (store_with_busybox(), store_with_busybox());
+    let c = build_env(copy_root.path(), ctx.path(), &["-t", "s:1"], &[epoch, ("RBUILD_NO_OVERLAY", "1")]);
+    assert!(c.ok(), "{}", c.stderr);
+    let f = unpack_image(copy_root.path(), "s:1");
+    assert_eq!(std::fs::read_to_string(f.path().join("a/f")).unwrap(), "ho\n");
+    assert_eq!(std::fs::read_to_string(f.path().join("c/f")).unwrap(), "ho\n");
+    let o = build_env(overlay_root.path(), ctx.path(), &["-t", "s:1"], &[epoch]);
+    assert!(o.ok(), "{}", o.stderr);
+    assert_eq!(c.image_id(), o.image_id(), "the same image in both modes");
+}

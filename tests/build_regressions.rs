@@ -524,3 +524,34 @@ fn secret_looking_arg_and_env_names_are_warned_about() {
     assert!(warns[1].contains("Dockerfile:4: ENV DB_PASSWORD"), "{warns:?}");
     assert!(!r.stderr.contains("abc"), "the value is not printed");
 }
+
+/// QA: a context file changed after the scan was copied as it was then, under a key hashed
+/// from other content (a later cached build served the wrong file), and a file swapped for
+/// a symlink to a host file put the host file into the image. Both are errors now.
+#[test]
+fn a_context_file_changed_during_the_build_is_an_error() {
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    let secret = tempfile::tempdir().unwrap();
+    std::fs::write(secret.path().join("host-secret"), "HOST-SECRET\n").unwrap();
+    write_files(ctx.path(), &[("f", "one\n"), ("g", "two\n"), ("Dockerfile", "FROM busybox:local\nRUN sleep 1.5\nCOPY f g /d/\n")]);
+    let (c, s) = (ctx.path().to_path_buf(), secret.path().join("host-secret"));
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        std::fs::write(c.join("f"), "changed\n").unwrap();
+        std::fs::remove_file(c.join("g")).unwrap();
+        std::os::unix::fs::symlink(&s, c.join("g")).unwrap();
+    });
+    let r = build(root.path(), ctx.path(), &["-t", "race:1", "--no-cache"]);
+    t.join().unwrap();
+    assert!(!r.ok(), "{}", r.stderr);
+    assert!(r.stderr.contains("changed while the build was reading the context"), "{}", r.stderr);
+    assert!(store(root.path()).resolve("race:1").is_err(), "no image");
+    // Once the files are settled, the build goes through with what they hold now.
+    std::fs::remove_file(ctx.path().join("g")).unwrap();
+    write_files(ctx.path(), &[("g", "two\n")]);
+    let r = build(root.path(), ctx.path(), &["-t", "race:1"]);
+    assert!(r.ok(), "{}", r.stderr);
+    let f = unpack_image(root.path(), "race:1");
+    assert_eq!(std::fs::read_to_string(f.path().join("d/f")).unwrap(), "changed\n");
+}

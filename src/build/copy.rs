@@ -46,7 +46,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::dockerfile::ast::{Add, Copy, Source};
 use crate::plan::cachekey::{self, CopyInput, CopySource};
-use crate::plan::context::{has_wildcard, ContextIndex, EntryKind, NoFilter, SourceMatch};
+use crate::plan::context::{has_wildcard, ContextIndex, EntryKind, NoFilter, SourceMatch, StatKey};
 use crate::plan::graph::{is_git_source, is_http_source, is_remote_source, stage_by_name};
 use crate::plan::sources::SourceRules;
 use crate::snapshot::{self, MtimePolicy, UnpackOptions};
@@ -640,12 +640,12 @@ impl Placer<'_> {
                         p.link_later(rel, entry, src, key);
                         to
                     } else {
-                        let (to, after) = copy_file_until(&src, &host, e.size, self.cancel)?;
+                        let (to, after) = copy_file_until(&src, &host, e, self.cancel)?;
                         p.add_later(rel, key, self.idx, e, &after);
                         to
                     }
                 } else {
-                    copy_file_until(&src, &host, e.size, self.cancel)?.0
+                    copy_file_until(&src, &host, e, self.cancel)?.0
                 };
                 // Through the open file: no path lookups in the overlay.
                 std::os::unix::fs::fchown(&to, Some(uid), Some(gid))?;
@@ -675,14 +675,31 @@ impl Placer<'_> {
 }
 
 /// A file copy that checks every 8 MiB whether the build was cancelled; returns the
-/// written file and the source's metadata after the copy. `io::copy` between two files lets
+/// written file and the source's metadata after the copy. The source is the scanned entry
+/// `e`: it must still be that file (not replaced, not a symlink now, not written to) before
+/// and after the copy, or the copy is an error — the step's key holds the content hashed
+/// for that stat, and a layer with other content must not be stored under it. `io::copy` between two files lets
 /// the kernel copy (`copy_file_range`/`sendfile`): no buffer in this process. A file the
 /// scan saw small (`size`) is read and written in one go instead: for a few KiB, io::copy's
 /// probing (two fstat, a copy_file_range that fails across the overlay, a sendfile, and
 /// again to find the end) costs more than the copy.
-fn copy_file_until(src: &Path, dst: &Path, size: u64, cancel: &super::Cancel) -> io::Result<(fs::File, fs::Metadata)> {
-    let mut from = fs::File::open(src)?;
+fn copy_file_until(src: &Path, dst: &Path, e: &crate::plan::context::Entry, cancel: &super::Cancel) -> io::Result<(fs::File, fs::Metadata)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let changed = || {
+        io::Error::other(format!(
+            "{}: changed while the build was reading the context; run the build again once it is written",
+            if e.rel.is_empty() { "." } else { &e.rel }
+        ))
+    };
+    let mut from = match fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(src) {
+        Err(err) if err.raw_os_error() == Some(libc::ELOOP) => return Err(changed()),
+        r => r?,
+    };
+    if StatKey::of(&from.metadata()?) != e.stat {
+        return Err(changed());
+    }
     let mut to = fs::File::create(dst)?;
+    let size = e.size;
     if size <= SMALL_FILE {
         let mut buf = [0u8; SMALL_FILE as usize + 1];
         let mut n = 0;
@@ -695,11 +712,11 @@ fn copy_file_until(src: &Path, dst: &Path, size: u64, cancel: &super::Cancel) ->
             }
         }
         to.write_all(&buf[..n])?;
-        if n <= SMALL_FILE as usize {
-            let after = from.metadata()?;
-            return Ok((to, after));
+        let after = from.metadata()?;
+        if n as u64 != size || StatKey::of(&after) != e.stat {
+            return Err(changed());
         }
-        // It grew since the scan: copy the rest the usual way.
+        return Ok((to, after));
     }
     loop {
         if cancel.is_cancelled() {
@@ -710,6 +727,9 @@ fn copy_file_until(src: &Path, dst: &Path, size: u64, cancel: &super::Cancel) ->
         }
     }
     let after = from.metadata()?;
+    if StatKey::of(&after) != e.stat {
+        return Err(changed());
+    }
     Ok((to, after))
 }
 

@@ -290,7 +290,7 @@ impl PlannedMount {
         let mount = match &self.kind {
             MountKind::Context { idx, sel, rw } => {
                 let dir = mount_dir(scratch)?;
-                let src = copy_selection(idx, sel, &dir, *rw).map_err(|e| info.err(format!("preparing the --mount source: {e}")))?;
+                let src = copy_selection(idx, sel, &dir).map_err(|e| info.err(format!("preparing the --mount source: {e}")))?;
                 BindMount { src, dst, readonly: !rw }.into()
             }
             MountKind::Layers { layers, source, rw } => {
@@ -377,10 +377,10 @@ fn flatten(ctx: &Ctx<'_>, scratch: &Scratch, layers: &[Layer], source: &str, inf
     Ok(src)
 }
 
-/// The selected context entries (what `.dockerignore` leaves) under `dir`; returns the path
-/// to mount. Read-only: files are hardlinks of the context's where the file system allows
-/// (the mount is read-only, so they cannot be written through); `rw`: copies.
-fn copy_selection(idx: &ContextIndex, sel: &SourceMatch, dir: &Path, rw: bool) -> std::io::Result<PathBuf> {
+/// The selected context entries (what `.dockerignore` leaves) copied under `dir`; returns
+/// the path to mount. Copies, not hardlinks: a link would change the context files' ctime,
+/// and with it what the stat cache and a later COPY of the same build take for a change.
+fn copy_selection(idx: &ContextIndex, sel: &SourceMatch, dir: &Path) -> std::io::Result<PathBuf> {
     let put = |rel: &str, to: &Path| -> std::io::Result<()> {
         let Some(e) = idx.get(rel) else { return Ok(()) };
         let from = idx.root().join(rel);
@@ -392,11 +392,8 @@ fn copy_selection(idx: &ContextIndex, sel: &SourceMatch, dir: &Path, rw: bool) -
                 fs::set_permissions(to, fs::Permissions::from_mode(e.mode))
             }
             EntryKind::File => {
-                if rw || fs::hard_link(&from, to).is_err() {
-                    fs::copy(&from, to)?;
-                    fs::set_permissions(to, fs::Permissions::from_mode(e.mode))?;
-                }
-                Ok(())
+                fs::copy(&from, to)?;
+                fs::set_permissions(to, fs::Permissions::from_mode(e.mode))
             }
             EntryKind::Symlink => std::os::unix::fs::symlink(e.link_target.as_deref().unwrap_or(""), to),
             EntryKind::Other => Ok(()),

@@ -169,14 +169,44 @@ pub fn with_root<T: Send>(
     }
 }
 
-/// The two flattened copies of the copy mode: (base, rootfs).
+/// The two flattened copies of the copy mode: (base, rootfs). Then a mark whose ctime is
+/// after every entry of rootfs and before anything the step changes (see [`touched_mark`]).
 pub fn prepare_copies(scratch: &Scratch, lower: &[PathBuf]) -> Result<(PathBuf, PathBuf), BuildError> {
     let base = scratch.path().join("base");
     let root = scratch.path().join("rootfs");
     for d in [&base, &root] {
         snapshot::copy_tree(lower, d).map_err(|e| BuildError::Options(format!("copying the parent layers: {e}")))?;
     }
+    set_touched_mark(scratch).map_err(|e| BuildError::io(scratch.path(), e))?;
     Ok((base, root))
+}
+
+/// Write the mark file, then wait until the file system clock (coarse: one tick, a few
+/// ms) has moved past its ctime, so that everything the step touches gets a later ctime.
+fn set_touched_mark(scratch: &Scratch) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let mark = scratch.path().join("touched-mark");
+    fs::write(&mark, b"")?;
+    let m = fs::metadata(&mark)?;
+    let at = (m.ctime(), m.ctime_nsec());
+    let probe = scratch.path().join("touched-probe");
+    for _ in 0..1000 {
+        fs::write(&probe, b"")?;
+        let p = fs::metadata(&probe)?;
+        if (p.ctime(), p.ctime_nsec()) > at {
+            return fs::remove_file(&probe);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    Err(io::Error::other("the file system clock does not move"))
+}
+
+/// The ctime of the copy mode's mark: entries of rootfs changed after it were touched by
+/// the step.
+fn touched_mark(scratch: &Scratch) -> Option<(i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(scratch.path().join("touched-mark")).ok()?;
+    Some((m.ctime(), m.ctime_nsec()))
 }
 
 /// The layer a step made, in either mode, and the size of its uncompressed tar. `pooled`
@@ -193,8 +223,16 @@ pub fn step_layer(
         RootMode::Copy => {
             let mut w = store.blob_writer_unhashed()?.media_type(media::OCI_LAYER_TAR);
             let opts = WriteOptions { mtime, compression: LayerCompression::None };
-            let stats = snapshot::diff_trees(&scratch.path().join("base"), &scratch.path().join("rootfs"), &mut w, &opts)
-                .map_err(|e| BuildError::Options(format!("writing the layer: {e}")))?;
+            let touched = touched_mark(scratch)
+                .ok_or_else(|| BuildError::Options("internal: the copy mode's mark is missing".into()))?;
+            let stats = snapshot::diff_trees_since(
+                &scratch.path().join("base"),
+                &scratch.path().join("rootfs"),
+                &mut w,
+                &opts,
+                Some(touched),
+            )
+            .map_err(|e| BuildError::Options(format!("writing the layer: {e}")))?;
             let diff_id = Digest::parse(&stats.diff_id)
                 .map_err(|e| BuildError::Options(format!("layer writer returned a bad diff id: {e}")))?;
             let desc = w.commit_as(&diff_id)?;

@@ -32,6 +32,6 @@ pub use unpack::{
     UnpackOptions, UnpackReport,
 };
 pub use write::{
-    diff_trees, write_layer, write_layer_with, DiffSource, LayerCompression, LayerStats,
+    diff_trees, diff_trees_since, write_layer, write_layer_with, DiffSource, LayerCompression, LayerStats,
     MtimePolicy, WriteOptions, DEFAULT_GZIP_LEVEL,
 };

@@ -166,7 +166,22 @@ pub fn diff_trees(
     out: impl Write,
     opts: &WriteOptions,
 ) -> Result<LayerStats> {
+    diff_trees_since(lower, upper, out, opts, None)
+}
+
+/// [`diff_trees`] that also counts as changed every non-directory of `upper` whose ctime is after
+/// `touched_after` (seconds, nanoseconds): whatever a step wrote, chmod'ed or chown'ed since
+/// `upper` was made, even when it left size and mtime as they were (a COPY that rewrites a
+/// same-size file with a fixed mtime). That is what an overlay upper dir holds too.
+pub fn diff_trees_since(
+    lower: &Path,
+    upper: &Path,
+    out: impl Write,
+    opts: &WriteOptions,
+    touched_after: Option<(i64, i64)>,
+) -> Result<LayerStats> {
     let mut w = LayerTarWriter::new(out, opts);
+    w.touched_after = touched_after;
     w.diff_dir(lower, upper, Path::new(""))?;
     w.finish()
 }
@@ -282,6 +297,8 @@ struct LayerTarWriter<W: Write> {
     /// Directories of the diff walk not yet written: written only once something below
     /// them is.
     pending: Vec<PendingDir>,
+    /// See [`diff_trees_since`].
+    touched_after: Option<(i64, i64)>,
 }
 
 fn out_err(e: io::Error) -> SnapshotError {
@@ -306,6 +323,13 @@ fn lstat(path: &Path) -> Result<Metadata> {
 }
 
 impl<W: Write> LayerTarWriter<W> {
+    /// Was `m` (not a directory) changed after [`Self::touched_after`]? Directories are
+    /// left to the metadata compare: their ctime also moves when an entry comes and goes
+    /// again (the sandbox's mount stubs), which changes nothing in the layer.
+    fn touched(&self, m: &Metadata) -> bool {
+        !m.is_dir() && self.touched_after.is_some_and(|t| (m.ctime(), m.ctime_nsec()) > t)
+    }
+
     fn new(out: W, opts: &WriteOptions) -> Self {
         let sink = match opts.compression {
             LayerCompression::None => Sink::Plain(out),
@@ -329,6 +353,7 @@ impl<W: Write> LayerTarWriter<W> {
             entries: 0,
             warnings: Vec::new(),
             pending: Vec::new(),
+            touched_after: None,
         }
     }
 
@@ -536,7 +561,7 @@ impl<W: Write> LayerTarWriter<W> {
                     let (labs, uabs, crel) = (lower.join(name), upper.join(name), rel.join(name));
                     let (lmd, umd) = (lstat(&labs)?, lstat(&uabs)?);
                     if lmd.is_dir() && umd.is_dir() {
-                        if differs(&labs, &lmd, &uabs, &umd)? {
+                        if self.touched(&umd) || differs(&labs, &lmd, &uabs, &umd)? {
                             self.add(&crel, &uabs, &umd)?;
                         } else {
                             self.pending.push(PendingDir {
@@ -553,7 +578,7 @@ impl<W: Write> LayerTarWriter<W> {
                         {
                             self.pending.pop();
                         }
-                    } else if differs(&labs, &lmd, &uabs, &umd)? {
+                    } else if self.touched(&umd) || differs(&labs, &lmd, &uabs, &umd)? {
                         self.add(&crel, &uabs, &umd)?;
                         if umd.is_dir() {
                             self.walk(&uabs, &crel, DiffSource::Plain)?;
