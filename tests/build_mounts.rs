@@ -573,3 +573,86 @@ fn cache_mount_ro_source_and_from() {
     assert_eq!(read("seeded-listing"), "extra\nlock\n", "the seeded cache persists between RUNs");
     assert!(!f.path().join("d").join("lock").exists(), "the cache is not in the layer");
 }
+
+/// `RUN --mount=type=ssh` with `--ssh`: a socket (BuildKit's default target, mode 0600)
+/// relaying to the agent, `SSH_AUTH_SOCK` pointing at it, nothing of it in the layer; an
+/// optional mount without an agent is skipped, a required one fails before anything runs,
+/// and a key file given to `--ssh` is refused with what to do.
+#[test]
+fn ssh_mounts_relay_an_agent() {
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    let agent_dir = tempfile::tempdir().unwrap();
+    let agent = agent_dir.path().join("agent.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&agent).unwrap();
+    write_files(
+        ctx.path(),
+        &[(
+            "Dockerfile",
+            "FROM busybox:local\n\
+             RUN --mount=type=ssh echo \"$SSH_AUTH_SOCK\" > /sock && stat -c '%a %u %F' \"$SSH_AUTH_SOCK\" > /st\n\
+             RUN --mount=type=ssh,id=work,target=/tmp/a.sock,mode=0660,uid=65534,required stat -c '%a %u %F' /tmp/a.sock > /st2\n\
+             RUN --mount=type=ssh,id=absent echo \"[$SSH_AUTH_SOCK]\" > /absent && (test -e /run/buildkit/ssh_agent.0 && echo there || echo none) >> /absent\n",
+        )],
+    );
+    let r = build_env(
+        root.path(),
+        ctx.path(),
+        &["-t", "ssh:1", "--ssh", "default", "--ssh", &format!("work={}", agent.display())],
+        &[("SSH_AUTH_SOCK", agent.to_str().unwrap())],
+    );
+    assert!(r.ok(), "{}", r.stderr);
+    let f = unpack_image(root.path(), "ssh:1");
+    let read = |p: &str| std::fs::read_to_string(f.path().join(p)).unwrap();
+    assert_eq!(read("sock"), "/run/buildkit/ssh_agent.0\n");
+    assert_eq!(read("st"), "600 0 socket\n");
+    assert_eq!(read("st2"), "660 65534 socket\n");
+    assert_eq!(read("absent"), "[]\nnone\n", "an optional mount without an agent is skipped");
+    assert!(!f.path().join("run/buildkit").exists(), "no trace of the mount point in the image");
+    assert!(!f.path().join("tmp/a.sock").exists());
+
+    // End to end: a static client (busybox has no unix-socket client) talks through the
+    // relay to an agent here, as an unprivileged user the socket is given to.
+    let client_c = agent_dir.path().join("uc.c");
+    std::fs::write(
+        &client_c,
+        "#include <sys/socket.h>\n#include <sys/un.h>\n#include <unistd.h>\n#include <string.h>\n#include <stdlib.h>\n\
+         int main(){struct sockaddr_un a;memset(&a,0,sizeof a);a.sun_family=AF_UNIX;strcpy(a.sun_path,getenv(\"SSH_AUTH_SOCK\"));\
+         int s=socket(AF_UNIX,SOCK_STREAM,0);if(connect(s,(void*)&a,sizeof a))return 2;write(s,\"hello\",5);\
+         char b[64];int n=read(s,b,64);if(n<=0)return 3;write(1,b,n);return 0;}\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new("cc").args(["-static", "-O2", "-o"]).arg(ctx.path().join("uc")).arg(&client_c).output().unwrap();
+    assert!(out.status.success(), "cc -static: {}", String::from_utf8_lossy(&out.stderr));
+    let listener = std::os::unix::net::UnixListener::bind(agent_dir.path().join("live.sock")).unwrap();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut c, _) = listener.accept().unwrap();
+        let mut b = [0u8; 5];
+        c.read_exact(&mut b).unwrap();
+        c.write_all(&[&b"agent saw "[..], &b[..]].concat()).unwrap();
+    });
+    write_files(
+        ctx.path(),
+        &[("Dockerfile", "FROM busybox:local\nCOPY uc /uc\nUSER nobody\nRUN --mount=type=ssh,uid=65534 /uc > /tmp/got\n")],
+    );
+    let live = agent_dir.path().join("live.sock");
+    let r = build(root.path(), ctx.path(), &["-t", "ssh:4", "--ssh", &format!("default={}", live.display())]);
+    assert!(r.ok(), "{}", r.stderr);
+    server.join().unwrap();
+    let f = unpack_image(root.path(), "ssh:4");
+    assert_eq!(std::fs::read_to_string(f.path().join("tmp/got")).unwrap(), "agent saw hello");
+
+    // Required without an agent: fails before anything runs, naming the flag.
+    write_files(ctx.path(), &[("Dockerfile", "FROM busybox:local\nRUN touch /ran\nRUN --mount=type=ssh,required true\n")]);
+    let r = build_env(root.path(), ctx.path(), &["-t", "ssh:2"], &[("SSH_AUTH_SOCK", "")]);
+    assert!(!r.ok());
+    assert!(r.stderr.contains("Dockerfile:3:1:") && r.stderr.contains("--ssh default"), "{}", r.stderr);
+    assert!(!r.stderr.contains("RUN touch /ran"), "{}", r.stderr);
+    // A key file is not an agent.
+    let key = agent_dir.path().join("id_ed25519");
+    std::fs::write(&key, "-----BEGIN OPENSSH PRIVATE KEY-----\n").unwrap();
+    let r = build(root.path(), ctx.path(), &["-t", "ssh:3", "--ssh", &format!("default={}", key.display())]);
+    assert!(!r.ok() && r.stderr.contains("a key file, not an agent socket"), "{}", r.stderr);
+    assert!(!r.stderr.contains("BEGIN OPENSSH"), "{}", r.stderr);
+}

@@ -72,7 +72,7 @@ fn unsupported_run_flags_fail_before_anything_runs() {
     let root = store_with_busybox();
     let ctx = tempfile::tempdir().unwrap();
     for (line, flag) in [
-        ("RUN --mount=type=ssh true", "RUN --mount=type=ssh is not supported yet"),
+        ("RUN --mount=type=ssh,required true", "RUN --mount=type=ssh,id=default,required needs an agent"),
         ("RUN --security=insecure true", "RUN --security=insecure is not supported yet"),
         ("RUN --mount=type=secret,id=x,required true", "secret \"x\" is required"),
         ("RUN --mount=type=tmpfs,target=/t,size=big true", "RUN --mount=type=tmpfs,size=big: invalid size"),

@@ -51,6 +51,7 @@ mod validate;
 
 pub mod report;
 pub mod secrets;
+pub mod ssh;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -61,6 +62,7 @@ use std::time::{Duration, Instant};
 pub use cache_io::{CacheKeys, CacheMode, CacheTo};
 pub use cancel::Cancel;
 pub use secrets::Secrets;
+pub use ssh::SshAgents;
 
 use crate::dockerfile::dockerignore::Dockerignore;
 use crate::dockerfile::{self, Dockerfile};
@@ -200,6 +202,8 @@ pub struct BuildOptions {
     pub cache_to: Option<CacheTo>,
     /// `--secret`: the values for `RUN --mount=type=secret` (never in keys or records).
     pub secrets: Secrets,
+    /// `--ssh`: the agents `RUN --mount=type=ssh` may use.
+    pub ssh: SshAgents,
     /// Files the caller writes after the build (`--timings`, `--metadata-file`): like the
     /// build's own outputs (`--output`, `--cache-to`) they are left out of the context.
     pub report_files: Vec<PathBuf>,
@@ -232,6 +236,7 @@ impl BuildOptions {
             cache_from: Vec::new(),
             cache_to: None,
             secrets: Secrets::default(),
+            ssh: SshAgents::default(),
             report_files: Vec::new(),
         }
     }

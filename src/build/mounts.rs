@@ -6,6 +6,7 @@
 //! | bind   | a view of a context path (what `.dockerignore` leaves of it), or of a stage's / image's path; read-only, or with `rw` a private copy whose writes are discarded | target, source, rw, and the content digest of the context path or the stage's key / image digest |
 //! | cache  | a persistent directory under `<root>/cache-mounts/` (one per id, and per `from=` source), first filled from `from=`/`source=` when given; `ro` mounts it read-only | target, id, from, source, ro (never the content, as BuildKit) |
 //! | tmpfs  | a fresh empty tmpfs, gone after the RUN | target, size |
+//! | ssh    | a socket relaying to the `--ssh` agent (default `/run/buildkit/ssh_agent.N`, mode 0600), `SSH_AUTH_SOCK` set to the first | id, target, required, mode, uid, gid, whether the agent was given — never the agent's keys |
 //! | secret | a read-only file (default `/run/secrets/ID`, mode 0400, 0:0) and/or an env variable | id, target, env name, required, mode, uid, gid, whether it was given — never the value (as BuildKit: a changed secret does not bust the cache) |
 //!
 //! No mount leaves anything in the layer: targets the image lacks come from the sandbox's
@@ -52,6 +53,8 @@ enum MountKind {
     /// A secret given with `--secret`: a file at `target` unless only `env` is asked for,
     /// and the env variable `env`. A secret that was not given (and is optional) is skipped.
     Secret { id: String, file: bool, env: Option<String>, mode: u32, uid: u32, gid: u32 },
+    /// A relay to the `--ssh` agent `agent` (none given: an optional mount, skipped).
+    Ssh { agent: Option<PathBuf>, mode: u32, uid: u32, gid: u32, first: bool },
 }
 
 /// What the planned mounts add to a RUN's sandbox: mounts, and env variables from secrets.
@@ -59,12 +62,15 @@ enum MountKind {
 pub(super) struct Materialized {
     pub mounts: Vec<sandbox::Mount>,
     pub env: Vec<(String, String)>,
+    /// The ssh relays; they stop when this is dropped, after the RUN.
+    pub relays: Vec<super::ssh::SshRelay>,
 }
 
 /// Check and plan the `--mount`s of a RUN; relative targets are relative to `workdir` (as
 /// in BuildKit).
 pub(super) fn plan_mounts(ctx: &Ctx<'_>, r: &Run, workdir: &str, info: &StepInfo) -> Result<Vec<PlannedMount>, BuildError> {
     let mut out = Vec::new();
+    let mut n_ssh = 0;
     for m in &r.mounts {
         match m {
             Mount::Bind { target, source, from, readwrite } => {
@@ -160,10 +166,35 @@ pub(super) fn plan_mounts(ctx: &Ctx<'_>, r: &Run, workdir: &str, info: &StepInfo
                     kind: MountKind::Secret { id: s.id, file: s.target.is_some(), env: s.env, mode, uid, gid },
                 });
             }
-            Mount::Ssh { .. } => return Err(info.err("RUN --mount=type=ssh is not supported yet")),
+            Mount::Ssh { id, target, required, mode, uid, gid } => {
+                let id = id.as_deref().filter(|i| !i.is_empty()).unwrap_or("default").to_string();
+                let agent = ctx.opts.ssh.get(&id).map(Path::to_path_buf);
+                if *required && agent.is_none() {
+                    return Err(info.err(missing_ssh(&id)));
+                }
+                let target = match target.as_deref().filter(|t| !t.is_empty()) {
+                    Some(t) => mount_target("ssh", Some(workdir), t).map_err(|e| info.err(e))?,
+                    None => format!("/run/buildkit/ssh_agent.{n_ssh}"),
+                };
+                let (mode, uid, gid) = (mode.unwrap_or(0o600), uid.unwrap_or(0), gid.unwrap_or(0));
+                out.push(PlannedMount {
+                    key: format!(
+                        "ssh,id={id},target={target},required={required},mode={mode:o},uid={uid},gid={gid},given={}",
+                        agent.is_some()
+                    ),
+                    target,
+                    kind: MountKind::Ssh { agent, mode, uid, gid, first: n_ssh == 0 },
+                });
+                n_ssh += 1;
+            }
         }
     }
     Ok(out)
+}
+
+/// The error of a required ssh mount that no `--ssh` gave.
+pub(super) fn missing_ssh(id: &str) -> String {
+    format!("RUN --mount=type=ssh,id={id},required needs an agent: pass --ssh {id} (the agent at $SSH_AUTH_SOCK) or --ssh {id}=/path/to/agent.sock")
 }
 
 /// The key and layers of a mount's `from=`: a stage of this build, or an image in the store.
@@ -334,6 +365,18 @@ impl PlannedMount {
                 BindMount { src, dst, readonly: *ro }.into()
             }
             MountKind::Tmpfs { size } => sandbox::Mount::Tmpfs(TmpfsMount { dst, size: *size }),
+            MountKind::Ssh { agent, mode, uid, gid, first } => {
+                // Optional and not given: no mount (as BuildKit).
+                let Some(agent) = agent else { return Ok(()) };
+                let relay = super::ssh::SshRelay::start_private(agent, *mode, *uid, *gid)
+                    .map_err(|e| info.err(format!("--mount=type=ssh: relaying to {}: {e}", agent.display())))?;
+                let sock = relay.path().to_path_buf();
+                out.relays.push(relay);
+                if *first && !out.env.iter().any(|(k, _)| k == "SSH_AUTH_SOCK") {
+                    out.env.push(("SSH_AUTH_SOCK".to_string(), self.target.clone()));
+                }
+                BindMount { src: sock, dst, readonly: false }.into()
+            }
             MountKind::Secret { id, file, env, mode, uid, gid } => {
                 // Checked when planning: a secret that is missing here is optional.
                 let Some(value) = ctx.opts.secrets.get(id) else { return Ok(()) };

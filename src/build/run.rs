@@ -99,8 +99,14 @@ pub fn run_step(
     // values never enter a key, a record or a message.
     let extra = materialize(&mounts_plan, ctx, &scratch, info)?;
     let mut mounts = extra.mounts;
+    // The ssh relays serve until the RUN is over (the end of this function).
+    let _relays = extra.relays;
     let mut env = env;
     for (k, v) in extra.env {
+        // As BuildKit: SSH_AUTH_SOCK points at the ssh mount unless the env sets it.
+        if k == "SSH_AUTH_SOCK" && env.iter().any(|(e, _)| e == "SSH_AUTH_SOCK") {
+            continue;
+        }
         env.retain(|(e, _)| *e != k);
         env.push((k, v));
     }

@@ -7,15 +7,15 @@ use crate::dockerfile::ast::{Instruction, Mount, Security, Source};
 use crate::plan::graph::{is_git_source, is_remote_source};
 use crate::plan::stages::{ScopedInstruction, StageError};
 
-use super::mounts::{missing_secret, mount_target, tmpfs_size, SecretMount};
-use super::{BuildError, Ctx, Secrets};
+use super::mounts::{missing_secret, missing_ssh, mount_target, tmpfs_size, SecretMount};
+use super::{BuildError, Ctx, Secrets, SshAgents};
 
 /// Check every instruction (and base-stage ONBUILD trigger) of the needed stages.
 pub(crate) fn validate(ctx: &Ctx<'_>) -> Result<(), BuildError> {
     for &i in &ctx.graph.stages.order {
         let Some(scoped) = ctx.graph.scoped.get(i).and_then(Option::as_ref) else { continue };
         for t in scoped.triggers.iter().chain(&scoped.instructions) {
-            if let Err(message) = check(&t.expanded, &ctx.opts.secrets) {
+            if let Err(message) = check(&t.expanded, &ctx.opts.secrets, &ctx.opts.ssh) {
                 return Err(at(ctx, t, message));
             }
         }
@@ -33,7 +33,7 @@ fn at(ctx: &Ctx<'_>, t: &ScopedInstruction, message: String) -> BuildError {
 }
 
 /// What is wrong with one expanded instruction, given the build's secrets.
-pub(crate) fn check(instr: &Instruction, secrets: &Secrets) -> Result<(), String> {
+pub(crate) fn check(instr: &Instruction, secrets: &Secrets, ssh: &SshAgents) -> Result<(), String> {
     match instr {
         Instruction::Run(r) => {
             if r.security == Some(Security::Insecure) {
@@ -54,7 +54,12 @@ pub(crate) fn check(instr: &Instruction, secrets: &Secrets) -> Result<(), String
                             return Err(missing_secret(&s.id));
                         }
                     }
-                    Mount::Ssh { .. } => return Err("RUN --mount=type=ssh is not supported yet".into()),
+                    Mount::Ssh { id, required: true, .. } => {
+                        let id = id.as_deref().filter(|i| !i.is_empty()).unwrap_or("default");
+                        if ssh.get(id).is_none() {
+                            return Err(missing_ssh(id));
+                        }
+                    }
                     _ => {}
                 }
             }

@@ -70,6 +70,10 @@ pub struct BuildArgs {
     /// the variable ID, else the file ID); may be given several times
     #[arg(long = "secret", value_name = "id=ID[,src=FILE|,env=VAR]")]
     pub secrets: Vec<String>,
+    /// An ssh-agent for RUN --mount=type=ssh: `default` (the agent at $SSH_AUTH_SOCK) or
+    /// ID=SOCKET; may be given several times
+    #[arg(long = "ssh", value_name = "default|ID[=SOCKET]")]
+    pub ssh: Vec<String>,
 }
 
 /// An on/off environment variable such as `RBUILD_EXPLAIN`: empty (how CI files often
@@ -230,6 +234,7 @@ pub fn run(g: &Globals, a: BuildArgs) -> anyhow::Result<u8> {
     opts.cache_from = a.cache_from.iter().map(|s| parse_cache_from(s)).collect::<anyhow::Result<_>>()?;
     opts.cache_to = a.cache_to.as_deref().map(parse_cache_to).transpose()?;
     opts.secrets = build::Secrets::from_flags(&a.secrets)?;
+    opts.ssh = build::SshAgents::from_flags(&a.ssh).map_err(anyhow::Error::msg)?;
     opts.report_files = a.timings.iter().chain(a.metadata_file.iter()).cloned().collect();
 
     let mode = if a.quiet { ProgressMode::Quiet } else { a.progress };
