@@ -49,7 +49,10 @@ fn serve(state: Arc<Mutex<Server>>) -> String {
                 }
             }
             let mut s = state.lock().unwrap();
-            let (status, head, body) = match s.files.get(&path) {
+            // Exact path first (a file may be named with its query), then without the query
+            // (git's dumb HTTP asks `info/refs?service=...`).
+            let found = s.files.get(&path).or_else(|| s.files.get(path.split('?').next().unwrap_or(""))).cloned();
+            let (status, head, body) = match found.as_ref() {
                 None => (404, String::new(), b"not here".to_vec()),
                 Some(b) if inm.as_deref() == Some(etag(b).as_str()) => (304, format!("ETag: {}\r\n", etag(b)), Vec::new()),
                 Some(b) => (200, format!("ETag: {}\r\n", etag(b)), b.clone()),
@@ -157,5 +160,92 @@ fn add_url_downloads_names_checks_and_revalidates() {
     assert!(!r.ok() && r.stderr.contains("COPY cannot take a URL"), "{}", r.stderr);
     write_files(ctx.path(), &[("Dockerfile", &format!("FROM busybox:local\nADD a {base}/dl/tool.sh /m/\n"))]);
     let r = build(root.path(), ctx.path(), &["-t", "url:5"]);
-    assert!(!r.ok() && r.stderr.contains("give the URLs their own ADD"), "{}", r.stderr);
+    assert!(!r.ok() && r.stderr.contains("give each its own ADD"), "{}", r.stderr);
+}
+
+fn git(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Put every file of the bare repository `bare` on the server under `/repo.git/`.
+fn publish(state: &Arc<Mutex<Server>>, bare: &std::path::Path) {
+    git(bare, &["update-server-info"]);
+    let mut s = state.lock().unwrap();
+    s.files.retain(|k, _| !k.starts_with("/repo.git/"));
+    for e in walkdir::WalkDir::new(bare).into_iter().filter_map(|e| e.ok()).filter(|e| e.file_type().is_file()) {
+        let rel = e.path().strip_prefix(bare).unwrap().to_string_lossy().into_owned();
+        s.files.insert(format!("/repo.git/{rel}"), std::fs::read(e.path()).unwrap());
+    }
+}
+
+/// `ADD <git repository>#ref[:subdir]` over git's dumb HTTP protocol: a tag, a subdirectory,
+/// `--keep-git-dir`, a branch that moves, `--checksum`, and `prune --all`.
+#[test]
+fn add_git_checks_out_a_ref() {
+    let state = Arc::new(Mutex::new(Server::default()));
+    let base = serve(Arc::clone(&state));
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(work.join("sub")).unwrap();
+    git(&work, &["init", "-q"]);
+    std::fs::write(work.join("a.txt"), "v1\n").unwrap();
+    std::fs::write(work.join("sub/b.txt"), "b\n").unwrap();
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "one"]);
+    git(&work, &["tag", "v1"]);
+    let bare = tmp.path().join("repo.git");
+    let out = std::process::Command::new("git").args(["clone", "-q", "--bare"]).arg(&work).arg(&bare).output().unwrap();
+    assert!(out.status.success());
+    publish(&state, &bare);
+
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    let df = format!(
+        "FROM busybox:local\n\
+         ADD {base}/repo.git#v1 /src/\n\
+         ADD {base}/repo.git#v1:sub /sub/\n\
+         ADD --keep-git-dir=true {base}/repo.git#main /full/\n"
+    );
+    write_files(ctx.path(), &[("Dockerfile", &df)]);
+    let r = build(root.path(), ctx.path(), &["-t", "git:1"]);
+    assert!(r.ok(), "{}", r.stderr);
+    let f = unpack_image(root.path(), "git:1");
+    let p = f.path();
+    assert_eq!(std::fs::read_to_string(p.join("src/a.txt")).unwrap(), "v1\n");
+    assert_eq!(std::fs::read_to_string(p.join("src/sub/b.txt")).unwrap(), "b\n");
+    assert!(!p.join("src/.git").exists(), "no .git without --keep-git-dir");
+    assert_eq!(std::fs::read_to_string(p.join("sub/b.txt")).unwrap(), "b\n");
+    assert!(!p.join("sub/a.txt").exists());
+    assert!(p.join("full/.git").is_dir());
+
+    // Same commits: all cached. The branch moves: only its step runs again.
+    let r = build(root.path(), ctx.path(), &["-t", "git:1"]);
+    assert!(r.ok() && r.rebuilt().is_empty(), "{:?}\n{}", r.rebuilt(), r.stderr);
+    std::fs::write(work.join("a.txt"), "v2\n").unwrap();
+    git(&work, &["commit", "-q", "-am", "two"]);
+    git(&work, &["push", "-q", bare.to_str().unwrap(), "main"]);
+    publish(&state, &bare);
+    let r = build(root.path(), ctx.path(), &["-t", "git:1"]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert_eq!(r.rebuilt().len(), 1, "{:?}", r.rebuilt());
+    assert!(r.rebuilt()[0].contains("#main"), "{:?}", r.rebuilt());
+    let f = unpack_image(root.path(), "git:1");
+    assert_eq!(std::fs::read_to_string(f.path().join("full/a.txt")).unwrap(), "v2\n");
+    assert_eq!(std::fs::read_to_string(f.path().join("src/a.txt")).unwrap(), "v1\n");
+
+    // --checksum is the commit id.
+    write_files(ctx.path(), &[("Dockerfile", &format!("FROM busybox:local\nADD --checksum=0000000 {base}/repo.git#v1 /x/\n"))]);
+    let r = build(root.path(), ctx.path(), &["-t", "git:2"]);
+    assert!(!r.ok() && r.stderr.contains("checksum mismatch"), "{}", r.stderr);
+    assert!(std::fs::read_dir(root.path().join("git")).unwrap().count() > 0);
+    let out = rbuild().arg("--root").arg(root.path()).args(["prune", "--all"]).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(std::fs::read_dir(root.path().join("git")).unwrap().count(), 0);
 }

@@ -87,6 +87,8 @@ pub struct CopyRequest {
     pub checksum: Option<String>,
     /// `--parents` and `--exclude`.
     pub rules: SourceRules,
+    /// ADD's `--keep-git-dir`.
+    pub keep_git_dir: bool,
 }
 
 type Exp<'a> = &'a dyn Fn(&str) -> Result<String, BuildError>;
@@ -129,14 +131,12 @@ impl CopyRequest {
             unpack: false,
             checksum: None,
             rules,
+            keep_git_dir: false,
         })
     }
 
     /// From an ADD instruction.
     pub fn from_add(a: &Add, exp: Exp<'_>, info: &StepInfo) -> Result<Self, BuildError> {
-        if a.sources.iter().any(|s| matches!(s, Source::Path(p) if is_git_source(p))) {
-            return Err(info.err("ADD from a git repository is not supported yet; clone it into the context and COPY it"));
-        }
         // A URL is not extracted unless --unpack=true says so (BuildKit).
         let unpack = a.unpack.unwrap_or(!a.sources.iter().any(is_remote_source));
         let rules = SourceRules { parents: false, exclude: a.exclude.iter().map(|p| exp(p)).collect::<Result<_, _>>()? };
@@ -145,6 +145,9 @@ impl CopyRequest {
             flags.push("--link".to_string());
         }
         flags.push(format!("--unpack={unpack}"));
+        if a.keep_git_dir {
+            flags.push("--keep-git-dir".to_string());
+        }
         let checksum = a.checksum.as_deref().map(exp).transpose()?;
         if let Some(c) = &checksum {
             flags.push(format!("--checksum={c}"));
@@ -160,6 +163,7 @@ impl CopyRequest {
             unpack,
             checksum,
             rules,
+            keep_git_dir: a.keep_git_dir,
         })
     }
 }
@@ -203,13 +207,19 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
         )));
     }
 
-    // ADD <url>: the downloads, named as BuildKit names them, stand in for the context.
+    // ADD <url>: the downloads, named as BuildKit names them, stand in for the context;
+    // ADD <git repository>: its checkout does.
     let urls = paths.iter().filter(|p| is_http_source(p)).count();
+    let gits = paths.iter().filter(|p| is_git_source(p)).count();
     let mut downloaded: Vec<String> = Vec::new();
-    let download_index = if urls == 0 {
+    let download_index = if urls + gits == 0 {
         None
-    } else if urls != paths.len() || req.from.is_some() {
-        return Err(info.err("ADD mixes URLs with other sources: give the URLs their own ADD"));
+    } else if urls + gits != paths.len() || req.from.is_some() || (gits > 0 && paths.len() > 1) {
+        return Err(info.err("ADD mixes a URL or git repository with other sources: give each its own ADD"));
+    } else if gits == 1 {
+        let (idx, sub) = git_source(ctx, paths[0], req.checksum.as_deref(), req.keep_git_dir, info)?;
+        downloaded = vec![sub];
+        Some(Arc::new(idx))
     } else {
         let (idx, names) = download_sources(ctx, &paths, req.checksum.as_deref(), info)?;
         downloaded = names;
@@ -443,6 +453,23 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
     };
     s.commit_layer(ctx, &key, layer, tar_size, created_by)?;
     Ok(false)
+}
+
+/// The checkout of a git source (see `git.rs`), indexed; returns the index and the source
+/// path in it (the subdirectory, or `.`).
+fn git_source(ctx: &Ctx<'_>, src: &str, checksum: Option<&str>, keep_git_dir: bool, info: &StepInfo) -> Result<(ContextIndex, String), BuildError> {
+    let r = super::git::GitRef::parse(src);
+    let commit = super::git::resolve(&r).map_err(|e| info.err(e))?;
+    if let Some(c) = checksum {
+        if !commit.starts_with(&c.to_ascii_lowercase()) || c.len() < 7 {
+            return Err(info.err(format!("checksum mismatch: {src} is at commit {commit}, --checksum says {c}")));
+        }
+    }
+    ctx.cancel.check()?;
+    let dir = super::git::checkout(&ctx.store.root().join("git"), &r, &commit, keep_git_dir).map_err(|e| info.err(e))?;
+    let idx = ContextIndex::scan(&dir, Arc::new(NoFilter)).map_err(|e| info.err(e.to_string()))?;
+    let sub = if r.subdir.is_empty() { ".".to_string() } else { format!("{}/", r.subdir) };
+    Ok((idx, sub))
 }
 
 /// Download each URL (or reuse the store's copy) into a fresh directory as `<name>` (mode

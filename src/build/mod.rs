@@ -40,6 +40,7 @@ mod cache_io;
 mod cancel;
 mod copy;
 mod explain;
+mod git;
 mod image;
 mod mounts;
 mod pool;

@@ -3,8 +3,8 @@
 //! required secret no `--secret` gives, fails the build at once with its
 //! `Dockerfile:LINE:COL` location, instead of after earlier steps ran.
 
-use crate::dockerfile::ast::{Instruction, Mount, Security, Source};
-use crate::plan::graph::{is_git_source, is_remote_source};
+use crate::dockerfile::ast::{Instruction, Mount, Security};
+use crate::plan::graph::is_remote_source;
 use crate::plan::stages::{ScopedInstruction, StageError};
 
 use super::mounts::{missing_secret, missing_ssh, mount_target, tmpfs_size, SecretMount};
@@ -66,9 +66,6 @@ pub(crate) fn check(instr: &Instruction, secrets: &Secrets, ssh: &SshAgents) -> 
         }
         Instruction::Copy(c) if c.from.as_deref().is_some_and(|f| f.trim().is_empty()) => {
             return Err("COPY --from is empty: name a stage, a stage index or an image, or drop --from to copy from the context".into());
-        }
-        Instruction::Add(a) if a.sources.iter().any(|s| matches!(s, Source::Path(p) if is_git_source(p))) => {
-            return Err("ADD from a git repository is not supported yet; clone it into the context and COPY it".into());
         }
         Instruction::Copy(c) if c.sources.iter().any(is_remote_source) => {
             return Err("COPY cannot take a URL or git source: use ADD".into());

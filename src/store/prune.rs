@@ -133,13 +133,18 @@ impl Store {
                     report.cache_records += 1;
                 }
             }
-            // `--explain`'s memory of earlier builds, and the files `ADD <url>` downloaded,
-            // go with the build cache.
-            for dir in ["explain", "downloads"] {
+            // `--explain`'s memory of earlier builds, the files `ADD <url>` downloaded and
+            // the checkouts of `ADD <git repository>` go with the build cache.
+            for dir in ["explain", "downloads", "git"] {
                 let Ok(rd) = fs::read_dir(self.root().join(dir)) else { continue };
                 for e in rd.filter_map(|e| e.ok()) {
-                    report.bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
-                    let _ = fs::remove_file(e.path());
+                    let p = e.path();
+                    if p.is_dir() {
+                        let _ = fs::remove_dir_all(&p);
+                    } else {
+                        report.bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+                        let _ = fs::remove_file(&p);
+                    }
                 }
             }
         }
