@@ -634,7 +634,15 @@ impl Placer<'_> {
         Ok(())
     }
 
+    /// Put entry `e` at container path `target`; an OS error names the target.
     fn place(&self, e: &crate::plan::context::Entry, target: &str) -> io::Result<()> {
+        self.place_at(e, target).map_err(|err| match err.raw_os_error() {
+            Some(_) => io::Error::new(err.kind(), format!("{target}: {err}")),
+            None => err,
+        })
+    }
+
+    fn place_at(&self, e: &crate::plan::context::Entry, target: &str) -> io::Result<()> {
         let host = self.host_for(target)?;
         let (uid, gid) = self.owner_for(e.uid, e.gid);
         let existing = fs::symlink_metadata(&host).ok();
