@@ -144,6 +144,18 @@ fn add_url_downloads_names_checks_and_revalidates() {
     let r = build(root.path(), ctx.path(), &["-t", "url:2"]);
     assert!(r.ok(), "{}", r.stderr);
     assert!(state.lock().unwrap().log.is_empty(), "the checksum names a file the store has: no request");
+    // sha512 (go-digest's algorithms, as BuildKit); a name is the URL's decoded last segment.
+    state.lock().unwrap().files.insert("/dl/sp%20ace.txt".into(), b"spaced\n".to_vec());
+    let sha512 = format!("sha512:{}", hex::encode(sha2::Sha512::digest(b"echo tool v2\n")));
+    let bad512 = format!("sha512:{}", "0".repeat(128));
+    write_files(ctx.path(), &[("Dockerfile", &format!("FROM busybox:local\nADD --checksum={sha512} {base}/dl/tool.sh /t\nADD {base}/dl/sp%20ace.txt /d/\n"))]);
+    let r = build(root.path(), ctx.path(), &["-t", "url:2"]);
+    assert!(r.ok(), "{}", r.stderr);
+    let f = unpack_image(root.path(), "url:2");
+    assert_eq!(std::fs::read_to_string(f.path().join("d/sp ace.txt")).unwrap(), "spaced\n");
+    write_files(ctx.path(), &[("Dockerfile", &format!("FROM busybox:local\nADD --checksum={bad512} {base}/dl/tool.sh /t\n"))]);
+    let r = build(root.path(), ctx.path(), &["-t", "url:2"]);
+    assert!(!r.ok() && r.stderr.contains("checksum mismatch") && r.stderr.contains("got sha512:"), "{}", r.stderr);
 
     // `prune --all` forgets the downloads with the build cache.
     assert!(std::fs::read_dir(root.path().join("downloads")).unwrap().count() > 0);
@@ -161,6 +173,32 @@ fn add_url_downloads_names_checks_and_revalidates() {
     write_files(ctx.path(), &[("Dockerfile", &format!("FROM busybox:local\nADD a {base}/dl/tool.sh /m/\n"))]);
     let r = build(root.path(), ctx.path(), &["-t", "url:5"]);
     assert!(!r.ok() && r.stderr.contains("give each its own ADD"), "{}", r.stderr);
+}
+
+/// Builds running side by side that download the same changed URL all succeed: the store's
+/// copy is never replaced or linked under a build that is reading it.
+#[test]
+fn concurrent_builds_share_a_download() {
+    let state = Arc::new(Mutex::new(Server::default()));
+    let base = serve(Arc::clone(&state));
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    write_files(ctx.path(), &[("Dockerfile", &format!("FROM busybox:local\nARG N\nADD {base}/dl/f.txt /b\n"))]);
+    for round in 0..3 {
+        state.lock().unwrap().files.insert("/dl/f.txt".into(), format!("round {round}\n").repeat(50_000).into_bytes());
+        let runs: Vec<_> = (0..3)
+            .map(|n| {
+                let (root, ctx) = (root.path().to_path_buf(), ctx.path().to_path_buf());
+                std::thread::spawn(move || build(&root, &ctx, &["--build-arg", &format!("N={n}"), "-t", &format!("par:{n}")]))
+            })
+            .collect();
+        for t in runs {
+            let r = t.join().unwrap();
+            assert!(r.ok(), "round {round}: {}", r.stderr);
+        }
+    }
+    let f = unpack_image(root.path(), "par:1");
+    assert!(std::fs::read_to_string(f.path().join("b")).unwrap().starts_with("round 2\n"));
 }
 
 fn git(dir: &std::path::Path, args: &[&str]) {
@@ -200,6 +238,7 @@ fn add_git_checks_out_a_ref() {
     git(&work, &["add", "."]);
     git(&work, &["commit", "-q", "-m", "one"]);
     git(&work, &["tag", "v1"]);
+    git(&work, &["tag", "-a", "v1a", "-m", "an annotated tag names a tag object, not the commit"]);
     let bare = tmp.path().join("repo.git");
     let out = std::process::Command::new("git").args(["clone", "-q", "--bare"]).arg(&work).arg(&bare).output().unwrap();
     assert!(out.status.success());
@@ -211,6 +250,7 @@ fn add_git_checks_out_a_ref() {
         "FROM busybox:local\n\
          ADD {base}/repo.git#v1 /src/\n\
          ADD {base}/repo.git#v1:sub /sub/\n\
+         ADD {base}/repo.git#v1a /annotated/\n\
          ADD --keep-git-dir=true {base}/repo.git#main /full/\n"
     );
     write_files(ctx.path(), &[("Dockerfile", &df)]);
@@ -224,6 +264,7 @@ fn add_git_checks_out_a_ref() {
     assert_eq!(std::fs::read_to_string(p.join("sub/b.txt")).unwrap(), "b\n");
     assert!(!p.join("sub/a.txt").exists());
     assert!(p.join("full/.git").is_dir());
+    assert_eq!(std::fs::read_to_string(p.join("annotated/a.txt")).unwrap(), "v1\n");
 
     // Same commits: all cached. The branch moves: only its step runs again.
     let r = build(root.path(), ctx.path(), &["-t", "git:1"]);
@@ -239,6 +280,14 @@ fn add_git_checks_out_a_ref() {
     let f = unpack_image(root.path(), "git:1");
     assert_eq!(std::fs::read_to_string(f.path().join("full/a.txt")).unwrap(), "v2\n");
     assert_eq!(std::fs::read_to_string(f.path().join("src/a.txt")).unwrap(), "v1\n");
+
+    // A subdirectory the repository lacks is named as such.
+    write_files(ctx.path(), &[("Dockerfile", &format!("FROM busybox:local\nADD {base}/repo.git#v1:nosub /x/\nADD {base}/repo.git#v1:a.txt /y/\n"))]);
+    let r = build(root.path(), ctx.path(), &["-t", "git:2"]);
+    assert!(!r.ok() && r.stderr.contains("nosub is not a directory of the repository at commit"), "{}", r.stderr);
+    write_files(ctx.path(), &[("Dockerfile", &format!("FROM busybox:local\nADD {base}/repo.git#v1:a.txt /y/\n"))]);
+    let r = build(root.path(), ctx.path(), &["-t", "git:2"]);
+    assert!(!r.ok() && r.stderr.contains("a.txt is not a directory of the repository"), "{}", r.stderr);
 
     // --checksum is the commit id.
     write_files(ctx.path(), &[("Dockerfile", &format!("FROM busybox:local\nADD --checksum=0000000 {base}/repo.git#v1 /x/\n"))]);

@@ -166,3 +166,56 @@ fn parents_keep_the_source_paths() {
     assert!(!r.ok());
     assert!(r.stderr.contains("missing/a.txt"), "{}", r.stderr);
 }
+
+/// A `--parents` path through a symbolic link (in the context or in a stage) is an error that
+/// names the real path, not a COPY that silently copies nothing.
+#[test]
+fn parents_through_a_symlink_is_an_error() {
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    write_files(ctx.path(), &[("real/b/f.txt", "1")]);
+    std::os::unix::fs::symlink("real", ctx.path().join("lnk")).unwrap();
+    for (df, want) in [
+        ("COPY --parents lnk/b/f.txt /t/", "name the real path (real/b/f.txt)"),
+        ("COPY --parents lnk /t/", "name the real path (real)"),
+        (
+            "RUN mkdir -p /data/a/b && echo 1 > /data/a/b/f.txt && ln -s a /data/rel\nFROM busybox:local\nCOPY --parents --from=0 /data/./rel/b /t/",
+            "name the real path (data/a/b)",
+        ),
+    ] {
+        write_files(ctx.path(), &[("Dockerfile", &format!("FROM busybox:local\n{df}\n"))]);
+        let r = build(root.path(), ctx.path(), &["-t", "plink:1"]);
+        assert!(!r.ok() && r.stderr.contains(want), "{df}: {}", r.stderr);
+    }
+    write_files(ctx.path(), &[("Dockerfile", "FROM busybox:local\nCOPY --parents real/b/f.txt /t/\n")]);
+    let r = build(root.path(), ctx.path(), &["-t", "plink:2"]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert_eq!(std::fs::read_to_string(unpack_image(root.path(), "plink:2").path().join("t/real/b/f.txt")).unwrap(), "1");
+}
+
+/// Flag values that can only be wrong (`--chmod`, `--checksum`, `--exclude` patterns, a mount
+/// target of `/` or nothing, a mount `from=` that names nothing) fail before any step runs,
+/// at Dockerfile:LINE:COL, with the reason.
+#[test]
+fn bad_flag_values_fail_before_anything_runs() {
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    write_files(ctx.path(), &[("a.txt", "a")]);
+    for (line, want) in [
+        ("COPY --chmod=999 a.txt /x/", "invalid --chmod=999"),
+        ("ADD --checksum=sha256:abc a.txt /x/", "--checksum=sha256:abc: a sha256 digest is 64 hex digits"),
+        ("ADD --checksum=md5:abc a.txt /x/", "--checksum=md5:abc: expected sha256:, sha384: or sha512:"),
+        ("ADD --checksum=zz http://127.0.0.1:9/r.git#main /x/", "--checksum=zz: for a git source it is the commit id"),
+        ("COPY --exclude=! a.txt /x/", "bad pattern --exclude=!: an exception needs a pattern after the '!'"),
+        ("COPY --exclude=[a- a.txt /x/", "bad pattern --exclude=[a-: unterminated character class"),
+        ("RUN --mount=type=cache,target= true", "RUN --mount=type=cache: the target is empty"),
+        ("RUN --mount=type=bind,target=/ true", "RUN --mount=type=bind: invalid mount target \"/\""),
+        ("RUN --mount=type=bind,target=/m,from=nostage true", "RUN --mount from=nostage is neither a stage of this Dockerfile nor an image"),
+    ] {
+        write_files(ctx.path(), &[("Dockerfile", &format!("FROM busybox:local\nRUN touch /ran\n{line}\n"))]);
+        let r = build(root.path(), ctx.path(), &["-t", "early:1"]);
+        assert!(!r.ok(), "{line}");
+        assert!(r.stderr.contains(&format!("Dockerfile:3:1: {want}")), "{line}: {}", r.stderr);
+        assert!(!r.stderr.contains("RUN touch /ran"), "{line}: a step ran before the check:\n{}", r.stderr);
+    }
+}

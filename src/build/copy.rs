@@ -52,6 +52,7 @@ use crate::plan::sources::SourceRules;
 use crate::snapshot::{self, MtimePolicy, UnpackOptions};
 use crate::store::{CacheRecord, MIN_POOLED_SIZE};
 
+use super::checksum::Checksum;
 use super::explain::Selection;
 use super::pool::FilePool;
 use super::rootfs::{lower_dirs, mkdir_in_root, resolve_in_root, step_layer, with_root, Layer, RootMode, Scratch};
@@ -106,10 +107,15 @@ fn sources(srcs: &[Source], exp: Exp<'_>) -> Result<Vec<Src>, BuildError> {
 }
 
 fn parse_chmod(s: &str, info: &StepInfo) -> Result<u32, BuildError> {
+    chmod_mode(s).map_err(|e| info.err(e))
+}
+
+/// `--chmod=MODE`: octal, at most 7777.
+pub(super) fn chmod_mode(s: &str) -> Result<u32, String> {
     u32::from_str_radix(s, 8)
         .ok()
         .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| info.err(format!("invalid --chmod={s}: give an octal mode such as 755")))
+        .ok_or_else(|| format!("invalid --chmod={s}: give an octal mode such as 755"))
 }
 
 impl CopyRequest {
@@ -388,7 +394,7 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
                     let host_src = idx.root().join(&m.root);
                     if req_ref.op == "add" && m.kind == EntryKind::File {
                         if let Some(want) = &req_ref.checksum {
-                            check_checksum(&host_src, want).map_err(|e| info.err(e))?;
+                            Checksum::parse(want).and_then(|c| c.verify_file(&host_src, &m.root)).map_err(|e| info.err(e))?;
                         }
                         if req_ref.unpack && is_tar(&host_src) {
                             let dir = placer.ensure_dest_dir(&dest_abs).map_err(io)?;
@@ -461,13 +467,24 @@ fn git_source(ctx: &Ctx<'_>, src: &str, checksum: Option<&str>, keep_git_dir: bo
     let r = super::git::GitRef::parse(src);
     let commit = super::git::resolve(&r).map_err(|e| info.err(e))?;
     if let Some(c) = checksum {
-        if !commit.starts_with(&c.to_ascii_lowercase()) || c.len() < 7 {
+        super::checksum::check_commit_prefix(c).map_err(|e| info.err(e))?;
+        if !commit.starts_with(&c.to_ascii_lowercase()) {
             return Err(info.err(format!("checksum mismatch: {src} is at commit {commit}, --checksum says {c}")));
         }
     }
     ctx.cancel.check()?;
     let dir = super::git::checkout(&ctx.store.root().join("git"), &r, &commit, keep_git_dir).map_err(|e| info.err(e))?;
     let idx = ContextIndex::scan(&dir, Arc::new(NoFilter)).map_err(|e| info.err(e.to_string()))?;
+    if !r.subdir.is_empty() {
+        use crate::plan::context::ContextError;
+        match idx.select(&r.subdir) {
+            Ok(m) if m.first().is_some_and(|m| m.kind == EntryKind::Dir) => {}
+            Ok(_) | Err(ContextError::NotFound { .. }) => {
+                return Err(info.err(format!("{src}: {} is not a directory of the repository at commit {commit}", r.subdir)))
+            }
+            Err(e) => return Err(info.err(e.to_string())),
+        }
+    }
     let sub = if r.subdir.is_empty() { ".".to_string() } else { format!("{}/", r.subdir) };
     Ok((idx, sub))
 }
@@ -480,9 +497,10 @@ fn download_sources(ctx: &Ctx<'_>, urls: &[&str], checksum: Option<&str>, info: 
     }
     let dir = tempfile::Builder::new().prefix("add-url-").tempdir_in(&ctx.tmp).map_err(|e| BuildError::io(&ctx.tmp, e))?.keep();
     let store_dir = ctx.store.root().join("downloads");
+    let checksum = checksum.map(Checksum::parse).transpose().map_err(|e| info.err(e))?;
     let mut names = Vec::new();
     for url in urls {
-        let d = super::remote::fetch(&store_dir, url, checksum, &|| ctx.cancel.is_cancelled()).map_err(|e| {
+        let d = super::remote::fetch(&store_dir, url, checksum.as_ref(), &|| ctx.cancel.is_cancelled()).map_err(|e| {
             if ctx.cancel.is_cancelled() {
                 BuildError::Cancelled
             } else {
@@ -491,11 +509,10 @@ fn download_sources(ctx: &Ctx<'_>, urls: &[&str], checksum: Option<&str>, info: 
         })?;
         let to = dir.join(&d.name);
         let _ = fs::remove_file(&to);
-        if fs::hard_link(&d.path, &to).is_err() {
-            fs::copy(&d.path, &to).map_err(|e| BuildError::io(&to, e))?;
-        }
-        // The store's copy keeps its own mode; the link shares it, which is what we want:
-        // every download is 0600 until --chmod says otherwise.
+        // A copy, not a hard link: a link (and the chmod below) would change the store
+        // file's ctime under a build beside this one that is copying it into its layer.
+        fs::copy(&d.path, &to).map_err(|e| BuildError::io(&to, e))?;
+        // Every download is 0600 until --chmod says otherwise (BuildKit).
         fs::set_permissions(&to, fs::Permissions::from_mode(0o600)).map_err(|e| BuildError::io(&to, e))?;
         names.push(d.name);
     }
@@ -786,17 +803,6 @@ fn is_tar(path: &Path) -> bool {
         }
     }
     n == 512 && &head[257..262] == b"ustar"
-}
-
-fn check_checksum(path: &Path, want: &str) -> Result<(), String> {
-    let Some(hexwant) = want.strip_prefix("sha256:") else {
-        return Err(format!("unsupported --checksum {want}: use sha256:<hex>"));
-    };
-    let got = crate::plan::context::hash_file(path).map_err(|e| e.to_string())?;
-    if hex::encode(got) != hexwant.to_ascii_lowercase() {
-        return Err(format!("checksum mismatch: expected {want}, got sha256:{}", hex::encode(got)));
-    }
-    Ok(())
 }
 
 /// `--chown=user[:group]`: names via the image's /etc/passwd and /etc/group; without a

@@ -66,7 +66,9 @@ pub fn resolve(r: &GitRef) -> Result<String, String> {
         return Ok(r.reference.to_ascii_lowercase());
     }
     let want = if r.reference.is_empty() { "HEAD" } else { r.reference.as_str() };
-    let out = git(&["ls-remote", "--", &r.remote, want], None)?;
+    // `want^{}` too: an annotated tag's line names the tag object, its peeled line the commit.
+    let peeled = format!("{want}^{{}}");
+    let out = git(&["ls-remote", "--", &r.remote, want, &peeled], None)?;
     // A peeled tag (`refs/tags/v1^{}`) names the commit; then the tag, the branch, HEAD.
     let lines: Vec<(&str, &str)> = out.lines().filter_map(|l| l.split_once('\t')).collect();
     let pick = |name: String| lines.iter().find(|(_, n)| *n == name).map(|(id, _)| id.to_string());

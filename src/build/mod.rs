@@ -38,6 +38,7 @@
 
 mod cache_io;
 mod cancel;
+mod checksum;
 mod copy;
 mod explain;
 mod git;

@@ -19,6 +19,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use super::checksum::Checksum;
+
 /// A downloaded file.
 #[derive(Debug, Clone)]
 pub struct Download {
@@ -37,25 +39,44 @@ struct UrlRecord {
     digest: String,
 }
 
-/// The file name BuildKit gives a download: the URL path's last segment.
+/// The file name BuildKit gives a download: the last segment of the URL's decoded path
+/// (`sp%20ace.txt` → `sp ace.txt`).
 pub fn file_name(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let path = rest.split_once('/').map_or("", |(_, p)| p);
     let path = path.split(['?', '#']).next().unwrap_or("");
+    let path = percent_decode(path).unwrap_or_else(|| path.to_string());
     match path.trim_end_matches('/').rsplit('/').next() {
         Some(n) if !n.is_empty() && n != "." && n != ".." => n.to_string(),
         _ => "__unnamed__".to_string(),
     }
 }
 
+/// `%XX` escapes decoded; `None` when that is not UTF-8 or would hold a NUL.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let byte = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok())?;
+            out.push(byte);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok().filter(|d| !d.contains('\0'))
+}
+
 /// Download `url` into `dir` (or reuse what is there), checking `checksum` if given.
 /// `cancelled` is polled between chunks.
-pub fn fetch(dir: &Path, url: &str, checksum: Option<&str>, cancelled: &dyn Fn() -> bool) -> Result<Download, String> {
+pub fn fetch(dir: &Path, url: &str, checksum: Option<&Checksum>, cancelled: &dyn Fn() -> bool) -> Result<Download, String> {
     let name = file_name(url);
     fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let want = checksum.map(parse_checksum).transpose()?;
-    if let Some(hex) = &want {
-        let p = dir.join(hex);
+    if let Some(c) = checksum.filter(|c| c.algo == "sha256") {
+        let p = dir.join(&c.hex);
         if p.is_file() {
             return Ok(Download { path: p, name });
         }
@@ -86,9 +107,11 @@ pub fn fetch(dir: &Path, url: &str, checksum: Option<&str>, cancelled: &dyn Fn()
     let status = resp.status().as_u16();
     if status == 304 {
         if let Some(k) = known {
-            let hex = k.digest.trim_start_matches("sha256:").to_string();
-            check(&want, &hex, url)?;
-            return Ok(Download { path: dir.join(&hex), name });
+            let path = dir.join(k.digest.trim_start_matches("sha256:"));
+            if let Some(c) = checksum {
+                c.verify_file(&path, url)?;
+            }
+            return Ok(Download { path, name });
         }
     }
     if !(200..300).contains(&status) {
@@ -102,6 +125,7 @@ pub fn fetch(dir: &Path, url: &str, checksum: Option<&str>, cancelled: &dyn Fn()
         .tempfile_in(dir)
         .map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut h = Sha256::new();
+    let mut check = checksum.filter(|c| c.algo != "sha256").map(Checksum::hasher);
     let mut buf = vec![0u8; 256 * 1024];
     loop {
         if cancelled() {
@@ -114,33 +138,31 @@ pub fn fetch(dir: &Path, url: &str, checksum: Option<&str>, cancelled: &dyn Fn()
             Err(e) => return Err(format!("downloading {url}: {e}")),
         };
         h.update(&buf[..n]);
+        if let Some(c) = &mut check {
+            c.update(&buf[..n]);
+        }
         tmp.write_all(&buf[..n]).map_err(|e| format!("writing the download of {url}: {e}"))?;
     }
-    let hex = hex::encode(h.finalize());
-    check(&want, &hex, url)?;
+    let sha256 = h.finalize();
+    if let Some(c) = checksum {
+        c.verify(&check.map_or_else(|| sha256.to_vec(), |h| h.finalize().to_vec()), url)?;
+    }
+    let hex = hex::encode(sha256);
     tmp.as_file().sync_all().map_err(|e| format!("writing the download of {url}: {e}"))?;
     let path = dir.join(&hex);
-    tmp.persist(&path).map_err(|e| format!("{}: {}", path.display(), e.error))?;
+    // Never replace a file that is there: it has this content, and a build running beside
+    // this one may be reading it.
+    match tmp.persist_noclobber(&path) {
+        Ok(_) => {}
+        Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("{}: {}", path.display(), e.error)),
+    }
     let rec = UrlRecord { url: url.to_string(), etag, last_modified, digest: format!("sha256:{hex}") };
     if rec.etag.is_some() || rec.last_modified.is_some() {
         // Only a hint for the next build: a failure to write it costs a download, nothing else.
         let _ = write_atomic(&rec_path, &serde_json::to_vec(&rec).unwrap_or_default());
     }
     Ok(Download { path, name })
-}
-
-fn parse_checksum(c: &str) -> Result<String, String> {
-    match c.strip_prefix("sha256:") {
-        Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(h.to_ascii_lowercase()),
-        _ => Err(format!("--checksum={c}: expected sha256: and 64 hex digits")),
-    }
-}
-
-fn check(want: &Option<String>, got: &str, url: &str) -> Result<(), String> {
-    match want {
-        Some(w) if w != got => Err(format!("checksum mismatch for {url}: expected sha256:{w}, got sha256:{got}")),
-        _ => Ok(()),
-    }
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -164,12 +186,9 @@ mod tests {
         assert_eq!(file_name("https://example.com/"), "__unnamed__");
         assert_eq!(file_name("https://example.com"), "__unnamed__");
         assert_eq!(file_name("http://h:8080/x"), "x");
-    }
-
-    #[test]
-    fn checksums_must_be_sha256() {
-        assert!(parse_checksum("sha256:00").is_err());
-        assert!(parse_checksum("md5:abc").is_err());
-        assert_eq!(parse_checksum(&format!("sha256:{}", "A".repeat(64))).unwrap(), "a".repeat(64));
+        assert_eq!(file_name("http://h/sp%20ace.txt"), "sp ace.txt");
+        assert_eq!(file_name("http://h/a%2Fb"), "b");
+        assert_eq!(file_name("http://h/bad%zz"), "bad%zz");
+        assert_eq!(file_name("http://h/nul%00"), "nul%00");
     }
 }

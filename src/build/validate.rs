@@ -3,10 +3,13 @@
 //! required secret no `--secret` gives, fails the build at once with its
 //! `Dockerfile:LINE:COL` location, instead of after earlier steps ran.
 
-use crate::dockerfile::ast::{Instruction, Mount, Security};
-use crate::plan::graph::is_remote_source;
+use crate::dockerfile::ast::{Instruction, Mount, Security, Source};
+use crate::plan::graph::{is_git_source, is_remote_source, stage_by_name};
+use crate::plan::sources::compile_excludes;
 use crate::plan::stages::{ScopedInstruction, StageError};
 
+use super::checksum::{check_commit_prefix, Checksum};
+use super::copy::chmod_mode;
 use super::mounts::{missing_secret, missing_ssh, mount_target, tmpfs_size, SecretMount};
 use super::{BuildError, Ctx, Secrets, SshAgents};
 
@@ -15,7 +18,7 @@ pub(crate) fn validate(ctx: &Ctx<'_>) -> Result<(), BuildError> {
     for &i in &ctx.graph.stages.order {
         let Some(scoped) = ctx.graph.scoped.get(i).and_then(Option::as_ref) else { continue };
         for t in scoped.triggers.iter().chain(&scoped.instructions) {
-            if let Err(message) = check(&t.expanded, &ctx.opts.secrets, &ctx.opts.ssh) {
+            if let Err(message) = check(&t.expanded, &ctx.opts.secrets, &ctx.opts.ssh).and_then(|()| check_from(ctx, &t.expanded)) {
                 return Err(at(ctx, t, message));
             }
         }
@@ -32,6 +35,39 @@ fn at(ctx: &Ctx<'_>, t: &ScopedInstruction, message: String) -> BuildError {
     })
 }
 
+/// A RUN mount's `from=` must name a stage of this Dockerfile or an image in the store.
+fn check_from(ctx: &Ctx<'_>, instr: &Instruction) -> Result<(), String> {
+    let Instruction::Run(r) = instr else { return Ok(()) };
+    for m in &r.mounts {
+        if let Mount::Bind { from: Some(f), .. } | Mount::Cache { from: Some(f), .. } = m {
+            if stage_by_name(ctx.df, f).is_none() {
+                ctx.store.resolve(f).map_err(|e| format!("RUN --mount from={f} is neither a stage of this Dockerfile nor an image here: {e}"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The flags of a COPY or ADD: `--chmod` octal, `--exclude` patterns that compile,
+/// `--checksum` of the form its source needs.
+fn check_copy(chmod: Option<&str>, exclude: &[String], checksum: Option<&str>, sources: &[Source]) -> Result<(), String> {
+    if let Some(m) = chmod {
+        chmod_mode(m)?;
+    }
+    if !exclude.is_empty() {
+        compile_excludes(exclude).map_err(|e| e.to_string())?;
+    }
+    if let Some(c) = checksum {
+        let git = sources.iter().any(|s| matches!(s, Source::Path(p) if is_git_source(p)));
+        if git {
+            check_commit_prefix(c)?;
+        } else {
+            Checksum::parse(c)?;
+        }
+    }
+    Ok(())
+}
+
 /// What is wrong with one expanded instruction, given the build's secrets.
 pub(crate) fn check(instr: &Instruction, secrets: &Secrets, ssh: &SshAgents) -> Result<(), String> {
     match instr {
@@ -44,6 +80,8 @@ pub(crate) fn check(instr: &Instruction, secrets: &Secrets, ssh: &SshAgents) -> 
                     Mount::Bind { from: Some(f), .. } | Mount::Cache { from: Some(f), .. } if f.is_empty() => {
                         return Err("RUN --mount from= is empty: name a stage or an image".into())
                     }
+                    Mount::Bind { target, .. } => bind_target("bind", target)?,
+                    Mount::Cache { target, .. } => bind_target("cache", target)?,
                     Mount::Tmpfs { target, size } => {
                         mount_target("tmpfs", None, target)?;
                         tmpfs_size(size.as_deref())?;
@@ -70,6 +108,8 @@ pub(crate) fn check(instr: &Instruction, secrets: &Secrets, ssh: &SshAgents) -> 
         Instruction::Copy(c) if c.sources.iter().any(is_remote_source) => {
             return Err("COPY cannot take a URL or git source: use ADD".into());
         }
+        Instruction::Copy(c) => check_copy(c.chmod.as_deref(), &c.exclude, None, &c.sources)?,
+        Instruction::Add(a) => check_copy(a.chmod.as_deref(), &a.exclude, a.checksum.as_deref(), &a.sources)?,
         Instruction::Stopsignal(t) => check_signal(&t.value)?,
         Instruction::Expose(w) => {
             for p in &w.words {
@@ -79,6 +119,14 @@ pub(crate) fn check(instr: &Instruction, secrets: &Secrets, ssh: &SshAgents) -> 
         _ => {}
     }
     Ok(())
+}
+
+/// A bind or cache mount needs a target, and not `/` (BuildKit refuses it too).
+fn bind_target(kind: &str, target: &str) -> Result<(), String> {
+    if target.is_empty() {
+        return Err(format!("RUN --mount=type={kind}: the target is empty: add target=<path>"));
+    }
+    mount_target(kind, None, target).map(|_| ())
 }
 
 /// Docker's `signal.ParseSignal`: a number > 0, or a name with or without `SIG`

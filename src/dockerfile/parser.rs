@@ -840,7 +840,10 @@ fn parse_flags(
             };
             return Err(src.err(at, msg));
         };
-        if kind == FlagKind::Str && value.is_none() {
+        // `--exclude .env` would otherwise read as a flag without a value and `.env` as a
+        // source: the file meant to stay out would be copied.
+        let empty = value.as_deref().is_none_or(str::is_empty);
+        if (kind == FlagKind::Str && value.is_none()) || (kind == FlagKind::Multi && empty) {
             return Err(src.err(at, format!("flag --{name} of {kw} needs a value: expected --{name}=<value>")));
         }
         let entry = fv.values.entry(canon).or_default();
@@ -1270,7 +1273,10 @@ fn parse_mount(spec: &str) -> Result<Mount, String> {
             None => Ok(None),
             Some(v) => u32::from_str_radix(&v, radix)
                 .map(Some)
-                .map_err(|_| bad(format!("{k}={v:?} is not a number"))),
+                .map_err(|_| match radix {
+                    8 => bad(format!("{k}={v:?} is not an octal number: expected a mode such as 0755")),
+                    _ => bad(format!("{k}={v:?} is not a number")),
+                }),
         }
     };
     let target = |t: &str| string("target").ok_or_else(|| bad(format!("type={t} requires a target: add target=<path>")));

@@ -64,11 +64,21 @@ pub enum ContextError {
         /// The pattern as written.
         pattern: String,
     },
+    /// A `COPY --parents` path that leads through a symbolic link.
+    #[error("{path}: COPY --parents keeps the path as written, and it leads through a symbolic link; name the real path ({real})")]
+    ParentsSymlink {
+        /// The source as written.
+        path: String,
+        /// Where it leads, relative to the root.
+        real: String,
+    },
     /// A malformed `[...]` in a pattern.
-    #[error("bad pattern {pattern}: unterminated character class")]
+    #[error("bad pattern {pattern}: {reason}")]
     BadPattern {
-        /// The pattern as written.
+        /// The pattern as written (with the flag it came from, if any).
         pattern: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// A symlink chain that never ends.
     #[error("{path}: the symbolic link {link} points outside the build context; copy the file into the context instead")]
@@ -355,7 +365,12 @@ impl ContextIndex {
                             ok = false;
                             break;
                         }
-                        None => return Err(ContextError::BadPattern { pattern: source.to_string() }),
+                        None => {
+                            return Err(ContextError::BadPattern {
+                                pattern: source.to_string(),
+                                reason: "unterminated character class".into(),
+                            })
+                        }
                     }
                 }
                 if ok {

@@ -21,7 +21,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::dockerfile::dockerignore::Dockerignore;
+use crate::dockerfile::dockerignore::{Dockerignore, IgnoreError};
 
 use super::context::{clean_rel, has_wildcard, ContextError, ContextIndex, EntryKind, SourceMatch};
 
@@ -37,20 +37,30 @@ pub struct SourceRules {
 impl SourceRules {
     /// The matches of `source` under these rules.
     pub fn select(&self, idx: &ContextIndex, source: &str) -> Result<Vec<SourceMatch>, ContextError> {
-        let exclude = if self.exclude.is_empty() {
-            None
-        } else {
-            let pats = self.exclude.iter().map(|p| clean_rel(p));
-            Some(Dockerignore::from_patterns(pats).map_err(|e| ContextError::BadPattern {
-                pattern: format!("--exclude: {e}"),
-            })?)
-        };
+        let exclude = if self.exclude.is_empty() { None } else { Some(compile_excludes(&self.exclude)?) };
         let matches = if self.parents { vec![with_parents(idx, source)?] } else { idx.select(source)? };
         Ok(match &exclude {
             None => matches,
             Some(ex) => matches.into_iter().filter_map(|m| excluding(idx, m, ex)).collect(),
         })
     }
+}
+
+/// The `--exclude` patterns as one matcher; a bad pattern is named with its reason.
+pub fn compile_excludes(patterns: &[String]) -> Result<Dockerignore, ContextError> {
+    for p in patterns {
+        Dockerignore::from_patterns([clean_rel(p)]).map_err(|e| bad_pattern(format!("--exclude={p}"), e))?;
+    }
+    Dockerignore::from_patterns(patterns.iter().map(|p| clean_rel(p)))
+        .map_err(|e| bad_pattern(format!("--exclude={}", patterns.join(" --exclude=")), e))
+}
+
+fn bad_pattern(pattern: String, e: IgnoreError) -> ContextError {
+    let reason = match e {
+        IgnoreError::BadPattern { reason, .. } => reason,
+        other => other.to_string(),
+    };
+    ContextError::BadPattern { pattern, reason }
 }
 
 /// `--parents`: one directory match rooted at the pivot.
@@ -74,10 +84,21 @@ fn with_parents(idx: &ContextIndex, source: &str) -> Result<SourceMatch, Context
     if !has_wildcard(source) {
         // A plain path must exist (and may lead through symlinks only to check that).
         let full = if pivot.is_empty() { pattern.clone() } else { format!("{pivot}/{pattern}") };
-        idx.select(&full)?;
+        // The path below the pivot is kept in the destination as written, so a symbolic link
+        // on it cannot be followed (the copy would land under another name) nor copied as a
+        // link (it would dangle): say so instead of copying nothing.
+        let at = match (base.is_empty(), pattern.is_empty()) {
+            (true, _) => pattern.clone(),
+            (false, true) => base.clone(),
+            (false, false) => format!("{base}/{pattern}"),
+        };
+        if let Some(m) = idx.select(&full)?.first() {
+            if m.root != at {
+                return Err(ContextError::ParentsSymlink { path: source.to_string(), real: m.root.clone() });
+            }
+        }
     }
-    let include = Dockerignore::from_patterns([pattern.clone()])
-        .map_err(|e| ContextError::BadPattern { pattern: format!("{source}: {e}") })?;
+    let include = Dockerignore::from_patterns([pattern.clone()]).map_err(|e| bad_pattern(source.to_string(), e))?;
     let prefix = if base.is_empty() { String::new() } else { format!("{base}/") };
     let mut keep: BTreeSet<String> = BTreeSet::new();
     for e in idx.below(&base) {
