@@ -13,7 +13,9 @@ export RBUILD_ROOT=${RBUILD_ROOT:-/tmp/rbuild-demo}
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   need=""
-  for p in busybox-static debootstrap ca-certificates; do
+  pkgs="busybox-static ca-certificates"
+  [ "${1:-}" = "--python" ] && pkgs="$pkgs debootstrap"
+  for p in $pkgs; do
     dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
   done
   if [ -n "$need" ]; then
@@ -22,7 +24,9 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   fi
 fi
 (cd "$top" && cargo build --release --locked -q)
-rbuild=$top/target/release/rbuild
+target=${CARGO_TARGET_DIR:-$top/target}
+case $target in /*) ;; *) target=$top/$target ;; esac
+rbuild=$target/release/rbuild
 
 if [ "${1:-}" = "--python" ]; then
   example=$here/example-python; tag=example-python:1

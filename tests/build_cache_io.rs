@@ -560,6 +560,32 @@ fn damaged_cache_dir_is_a_warning_and_a_miss_never_a_wrong_layer() {
     assert_eq!(warnings(&r).len(), 1, "{}", r.stderr);
     assert_eq!(r.rebuilt(), Vec::<String>::new(), "{}", r.stderr);
     check_seed_image(b.path(), "app:1");
+
+    // 7. A record whose media type says gzip for a plain tar (every digest right): other
+    // tools would fail to unpack the image, so it is a miss, both with the blob only in the
+    // cache dir and with the blob already in the store.
+    let d = copy_of_good();
+    let (key, _) = record_by(d.path(), "COPY file:");
+    rewrite_records(d.path(), |recs| {
+        recs[&key]["layer"]["mediaType"] = "application/vnd.oci.image.layer.v1.tar+gzip".into();
+    });
+    for b in [store_with_busybox(), {
+        let b = store_with_busybox();
+        assert!(build(b.path(), ctx.path(), &["-t", "app:0"]).ok());
+        // The blobs stay, the records go: the import finds the layer already here.
+        for e in std::fs::read_dir(b.path().join("cache")).unwrap() {
+            std::fs::remove_file(e.unwrap().path()).unwrap();
+        }
+        b
+    }] {
+        let r = build(b.path(), ctx.path(), &["-t", "app:1", &cache_from(d.path())]);
+        assert!(r.ok(), "{}", r.stderr);
+        let w = warnings(&r);
+        assert!(w.iter().any(|w| w.contains("is not gzip-compressed but its media type is")), "{}", r.stderr);
+        let out = rbuild().arg("--root").arg(b.path()).args(["inspect", "app:1"]).output().unwrap();
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("tar+gzip"), "a gzip label reached the image");
+        check_seed_image(b.path(), "app:1");
+    }
 }
 
 /// Edit the cache index of `dir` and write it back with correct digests (a record that
@@ -743,18 +769,40 @@ fn have(prog: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// A destination that cannot be a directory fails the build with a message naming it.
+/// A destination that cannot be a directory, a report path that cannot be written, or one
+/// that is the Dockerfile fails before the build, naming the flag; a symbolic link where the
+/// export's folders go fails the export (nothing is written through it).
 #[test]
-fn export_to_a_file_fails_clearly() {
+fn unwritable_destinations_fail_clearly() {
     let a = store_with_busybox();
     let ctx = project();
     let file = tempfile::NamedTempFile::new().unwrap();
-    let r = build(a.path(), ctx.path(), &["-t", "app:1", &cache_to(file.path(), "min")]);
+    let df = ctx.path().join("Dockerfile");
+    let df_before = std::fs::read(&df).unwrap();
+    for (flag, want) in [
+        (cache_to(file.path(), "min"), format!("error: --cache-to dest={}: not a directory", file.path().display())),
+        ("--timings=/proc/nope.html".to_string(), "error: --timings=/proc/nope.html: cannot write in /proc".to_string()),
+        ("--metadata-file=/nonexistent/m.json".to_string(), "error: --metadata-file=/nonexistent/m.json: there is no directory /nonexistent".to_string()),
+        (format!("--metadata-file={}", df.display()), "that is the Dockerfile".to_string()),
+        (format!("--timings={}", ctx.path().display()), "is a directory; give a file name".to_string()),
+    ] {
+        let r = build(a.path(), ctx.path(), &["-t", "app:1", &flag]);
+        assert!(!r.ok(), "{flag}: {}", r.stderr);
+        assert!(r.stderr.contains(&want), "{flag}: {}", r.stderr);
+        assert!(!r.stderr.contains("Successfully built") && r.rebuilt().is_empty(), "{flag}: the build ran:\n{}", r.stderr);
+    }
+    assert_eq!(std::fs::read(&df).unwrap(), df_before, "the Dockerfile was overwritten");
+
+    let dest = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dest.path().join("blobs")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), dest.path().join("blobs/sha256")).unwrap();
+    let r = build(a.path(), ctx.path(), &["-t", "app:1", &cache_to(dest.path(), "max")]);
     assert!(!r.ok(), "{}", r.stderr);
     let last = r.stderr.lines().last().unwrap();
-    assert!(last.starts_with("error: exporting the cache to "), "{}", r.stderr);
-    assert!(last.contains(file.path().to_str().unwrap()), "{last}");
+    assert!(last.starts_with("error: exporting the cache to ") && last.contains("is a symbolic link"), "{}", r.stderr);
     assert!(r.step("exporting cache").failed, "{}", r.stderr);
+    assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0, "blobs were written through the link");
 }
 
 /// QA: under umask 077 the export's directories were 0700, so a CI cache step running as

@@ -569,3 +569,30 @@ fn prune_all_forgets_explain_history() {
     assert!(out.status.success());
     assert_eq!(count(), 0);
 }
+
+/// A `COPY --from` starts when its source stage is built: the report gives it its own
+/// time, not the time it waited for the other stage (QA: a 1 s RUN showed as the COPY's).
+#[test]
+fn a_copy_from_a_stage_is_timed_from_when_that_stage_is_done() {
+    let root = store_with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    write_files(
+        ctx.path(),
+        &[(
+            "Dockerfile",
+            "FROM busybox:local AS builder\nRUN sleep 1 && echo second > /out.txt\n\
+             FROM busybox:local\nCOPY --from=builder /out.txt /out.txt\n",
+        )],
+    );
+    let json = ctx.path().join("meta.json");
+    let r = build(root.path(), ctx.path(), &["-t", "t:1", "--metadata-file", json.to_str().unwrap()]);
+    assert!(r.ok(), "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let steps = v["steps"].as_array().unwrap();
+    let by_name = |n: &str| steps.iter().find(|s| s["name"].as_str().unwrap().contains(n)).unwrap();
+    let (run, copy) = (by_name("RUN sleep 1"), by_name("COPY --from=builder"));
+    let ms = |s: &serde_json::Value, k: &str| s[k].as_u64().unwrap();
+    assert!(ms(run, "duration_ms") >= 1000, "{run}");
+    assert!(ms(copy, "start_ms") >= ms(run, "start_ms") + ms(run, "duration_ms"), "the COPY started before its source: {copy} {run}");
+    assert!(ms(copy, "duration_ms") < 900, "the COPY's time holds the wait: {copy}");
+}

@@ -420,6 +420,11 @@ pub fn run_stage(ctx: &Ctx<'_>, idx: usize) -> Result<StageState, BuildError> {
         );
         if keyed {
             n += 1;
+            // A step that reads another stage starts when that stage is built, so its time
+            // in the report is its own, not the other stage's.
+            for j in stage_reads(ctx, &item.instr) {
+                let _ = ctx.wait_stage(j);
+            }
             let info = StepInfo { id: ctx.next_id(), start: Instant::now(), location: location.clone(), instruction: short(&text) };
             let name = format!("[{prefix}{n}/{total}] {}", short(&text));
             ctx.progress.send(BuildEvent::StepStarted { id: info.id, name: name.clone() });
@@ -615,6 +620,24 @@ pub fn absolute(base: &str, rel: &str) -> String {
         }
     }
     format!("/{}", parts.join("/"))
+}
+
+/// The stages of this build that `instr` reads (`COPY --from`, `RUN --mount=...,from=`).
+fn stage_reads(ctx: &Ctx<'_>, instr: &Instruction) -> Vec<usize> {
+    use crate::dockerfile::ast::Mount;
+    let names: Vec<&str> = match instr {
+        Instruction::Copy(c) => c.from.iter().map(String::as_str).collect(),
+        Instruction::Run(r) => r
+            .mounts
+            .iter()
+            .filter_map(|m| match m {
+                Mount::Bind { from: Some(f), .. } | Mount::Cache { from: Some(f), .. } => Some(f.as_str()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    names.into_iter().filter_map(|f| crate::plan::graph::stage_by_name(ctx.df, f)).filter(|&j| ctx.is_needed(j)).collect()
 }
 
 /// Docker's layer media types are stored in our OCI manifests with their OCI names.

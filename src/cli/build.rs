@@ -1,7 +1,7 @@
 //! `rbuild build` (and the bare `rbuild [OPTIONS] PATH`).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -236,6 +236,16 @@ pub fn run(g: &Globals, a: BuildArgs) -> anyhow::Result<u8> {
     opts.secrets = build::Secrets::from_flags(&a.secrets)?;
     opts.ssh = build::SshAgents::from_flags(&a.ssh).map_err(anyhow::Error::msg)?;
     opts.report_files = a.timings.iter().chain(a.metadata_file.iter()).cloned().collect();
+    // Where the build writes when it is done must be writable before it starts.
+    let dockerfile = opts.dockerfile.clone().unwrap_or_else(|| opts.context.join("Dockerfile"));
+    for (flag, p) in a.timings.iter().map(|p| ("--timings", p)).chain(a.metadata_file.iter().map(|p| ("--metadata-file", p))) {
+        check_output_file(flag, p, &dockerfile)?;
+    }
+    if let Some(c) = &opts.cache_to {
+        if c.dest.exists() && !c.dest.is_dir() {
+            bail!("--cache-to dest={}: not a directory; give a directory (it is created if missing)", c.dest.display());
+        }
+    }
 
     let mode = if a.quiet { ProgressMode::Quiet } else { a.progress };
     let (sink, renderer) = Renderer::start(mode);
@@ -268,7 +278,7 @@ pub fn run(g: &Globals, a: BuildArgs) -> anyhow::Result<u8> {
     }
     match result {
         Ok(r) => {
-            if a.quiet {
+            if mode == ProgressMode::Quiet {
                 #[allow(clippy::print_stdout)]
                 {
                     println!("{}", r.image_id);
@@ -277,6 +287,35 @@ pub fn run(g: &Globals, a: BuildArgs) -> anyhow::Result<u8> {
             Ok(0)
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// A report file `p` can be written: its folder exists and takes a new file, it is not a
+/// directory, and it is not the Dockerfile.
+fn check_output_file(flag: &str, p: &Path, dockerfile: &Path) -> anyhow::Result<()> {
+    let dir = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if p.is_dir() {
+        bail!("{flag}={}: is a directory; give a file name", p.display());
+    }
+    if let (Ok(a), Ok(b)) = (std::fs::metadata(p), std::fs::metadata(dockerfile)) {
+        use std::os::unix::fs::MetadataExt;
+        if (a.dev(), a.ino()) == (b.dev(), b.ino()) {
+            bail!("{flag}={}: that is the Dockerfile; give another file name", p.display());
+        }
+    }
+    if !dir.is_dir() {
+        bail!("{flag}={}: there is no directory {}; create it or give another path", p.display(), dir.display());
+    }
+    let probe = dir.join(format!(".rbuild-check-{}", std::process::id()));
+    match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => bail!("{flag}={}: cannot write in {}: {e}; give a path in a writable directory", p.display(), dir.display()),
     }
 }
 

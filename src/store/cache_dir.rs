@@ -277,7 +277,8 @@ impl CacheDir {
             reason,
         };
         if !dir.is_dir() {
-            return Err(unreadable("no such directory".into()));
+            let what = if dir.exists() { "not a directory" } else { "no such directory" };
+            return Err(unreadable(what.into()));
         }
         let existing = read_layout(dir).map_err(unreadable)?;
         let mut records = BTreeMap::new();
@@ -339,6 +340,16 @@ impl CacheDir {
             reason,
         };
         if let (Some(layer), Some(diff_id)) = (&rec.layer, &rec.diff_id) {
+            let opened = if store.has_blob(&layer.digest) {
+                store.open_blob(&layer.digest).ok()
+            } else {
+                File::open(blob_path(&self.path, &layer.digest)).ok()
+            };
+            if let Some(f) = opened {
+                // The manifest built from this record names the media type: other tools
+                // decompress by it, so it must say what the bytes are.
+                media_type_matches(f, layer).map_err(entry)?;
+            }
             if store.has_blob(&layer.digest) {
                 // The blob is trusted (the store verified it when it came in), but the
                 // record's claim about its diff ID is not.
@@ -413,12 +424,38 @@ impl<R: Read> Read for Tee<'_, R> {
     }
 }
 
+/// Does the layer's media type say how its bytes are compressed (gzip or not)?
+fn media_type_matches(mut f: File, layer: &Descriptor) -> Result<(), String> {
+    let mut head = [0u8; 2];
+    let mut n = 0;
+    while n < 2 {
+        match f.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("layer blob {}: {e}", layer.digest)),
+        }
+    }
+    let gzip = n == 2 && head == [0x1f, 0x8b];
+    let says_gzip = layer.media_type.ends_with("gzip");
+    if gzip == says_gzip {
+        Ok(())
+    } else {
+        Err(format!(
+            "blob {} is {} but its media type is {}",
+            layer.digest,
+            if gzip { "gzip-compressed" } else { "not gzip-compressed" },
+            layer.media_type
+        ))
+    }
+}
+
 /// The diff ID of a layer blob (checking its tar entries on the way).
 fn layer_diff_id(f: File, digest: &Digest) -> Result<Digest, String> {
     let what = format!("layer {digest}");
     let rd = super::archive::decompressed(BufReader::with_capacity(256 << 10, f), &what)
         .map_err(|e| e.to_string())?;
-    super::layercheck::check_layer(rd, &what)
+    super::layercheck::check_layer(rd, &digest.to_string())
         .map(|i| i.diff_id)
         .map_err(|e| e.to_string())
 }
@@ -444,7 +481,7 @@ fn copy_verified(
     };
     let checked =
         super::archive::decompressed(BufReader::with_capacity(256 << 10, &mut tee), &what)
-            .and_then(|rd| super::layercheck::check_layer(rd, &what));
+            .and_then(|rd| super::layercheck::check_layer(rd, &layer.digest.to_string()));
     // Read what the tar reader left (gzip trailer, padding), so digest and size are whole.
     let drained = io::copy(&mut tee, &mut io::sink());
     let Tee { hasher, len, .. } = tee;
@@ -558,6 +595,16 @@ impl Store {
             reason,
         };
         let blobs = dir.join("blobs").join("sha256");
+        // The export writes only inside `dir`: a symbolic link where its folders go would
+        // send the blobs (written as root) somewhere else.
+        for d in [dir.join("blobs"), blobs.clone()] {
+            if fs::symlink_metadata(&d).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(fail(format!(
+                    "{} is a symbolic link; export to a directory of plain folders (remove it, or choose another dest)",
+                    d.display()
+                )));
+            }
+        }
         create_public_dirs(&blobs)
             .map_err(|e| fail(format!("cannot create {}: {e}", blobs.display())))?;
         let _lock = lock_dir(dir).map_err(fail)?;

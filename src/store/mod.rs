@@ -119,7 +119,7 @@ pub enum StoreError {
     #[error("{file}: {reason}")]
     BadArchive { file: String, reason: String },
     /// A layer tar entry that would escape the root or is otherwise unsafe.
-    #[error("layer {layer}: entry {entry:?}: {reason}; refusing the image")]
+    #[error("layer {layer}: entry {entry:?}: {reason}; refusing the layer")]
     UnsafeEntry {
         layer: String,
         entry: String,
