@@ -231,6 +231,8 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
         downloaded = names;
         Some(Arc::new(idx))
     };
+    // A download's --checksum was checked as it came in (a git source's names its commit).
+    let checksum_checked = !downloaded.is_empty();
     let paths: Vec<&str> = if downloaded.is_empty() { paths } else { downloaded.iter().map(String::as_str).collect() };
 
     let from = match (&req.from, download_index) {
@@ -393,7 +395,7 @@ pub fn copy_step(ctx: &Ctx<'_>, s: &mut StageState, req: CopyRequest, info: &Ste
                     let name = if m.name.is_empty() { m.root.rsplit('/').next().unwrap_or(&m.root) } else { &m.name };
                     let host_src = idx.root().join(&m.root);
                     if req_ref.op == "add" && m.kind == EntryKind::File {
-                        if let Some(want) = &req_ref.checksum {
+                        if let Some(want) = req_ref.checksum.as_ref().filter(|_| !checksum_checked) {
                             Checksum::parse(want).and_then(|c| c.verify_file(&host_src, &m.root)).map_err(|e| info.err(e))?;
                         }
                         if req_ref.unpack && is_tar(&host_src) {
