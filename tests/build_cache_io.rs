@@ -586,6 +586,19 @@ fn damaged_cache_dir_is_a_warning_and_a_miss_never_a_wrong_layer() {
         assert!(!String::from_utf8_lossy(&out.stdout).contains("tar+gzip"), "a gzip label reached the image");
         check_seed_image(b.path(), "app:1");
     }
+
+    // 8. A layer blob that is a fifo: never opened (that would wait for a writer forever),
+    // a warning and a miss.
+    let d = copy_of_good();
+    let (_, run) = record_by(d.path(), "RUN ");
+    let fifo = blob(d.path(), &run["layer"]["digest"]);
+    std::fs::remove_file(&fifo).unwrap();
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let b = store_with_busybox();
+    let r = build(b.path(), ctx.path(), &["-t", "app:1", &cache_from(d.path())]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(warnings(&r).iter().any(|w| w.contains("is not a regular file")), "{}", r.stderr);
+    check_seed_image(b.path(), "app:1");
 }
 
 /// Edit the cache index of `dir` and write it back with correct digests (a record that

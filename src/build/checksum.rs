@@ -1,7 +1,7 @@
 //! `ADD --checksum=ALGO:HEX`: the algorithms BuildKit takes (go-digest's `sha256`, `sha384`,
 //! `sha512`), parsed once and checked while a file is read.
 
-use std::io::{self, Read};
+use std::io;
 use std::path::Path;
 
 use sha2::digest::DynDigest;
@@ -55,16 +55,21 @@ impl Checksum {
     pub fn verify_file(&self, path: &Path, what: &str) -> Result<(), String> {
         let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let mut h = self.hasher();
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            match f.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => h.update(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(format!("{}: {e}", path.display())),
-            }
-        }
+        io::copy(&mut f, &mut Feed(h.as_mut())).map_err(|e| format!("{}: {e}", path.display()))?;
         self.verify(&h.finalize(), what)
+    }
+}
+
+/// A hasher as an `io::Write`, for `io::copy`.
+struct Feed<'a>(&'a mut dyn DynDigest);
+
+impl io::Write for Feed<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::dockerfile::ast::{CommandLine, Healthcheck, Instruction, Node};
 use crate::plan::cachekey::{self, BaseInput};
 use crate::plan::graph::oci_arch;
-use crate::plan::stages::{Base, Scope};
+use crate::plan::stages::{Base, FromRef, Scope};
 use crate::progress::BuildEvent;
 use crate::store::{CacheRecord, ContainerConfig, Empty, HealthConfig, History, ImageConfig};
 
@@ -315,6 +315,8 @@ pub fn run_stage(ctx: &Ctx<'_>, idx: usize) -> Result<StageState, BuildError> {
         location: String,
         /// Where the instruction comes from, for `--explain`'s step identity.
         origin: String,
+        /// What it reads besides its stage (`COPY --from`, a mount's `from=`), as planned.
+        reads: &'n [FromRef],
     }
     let mut items: Vec<Item<'_>> = Vec::new();
     let triggers = s.config.config.as_mut().and_then(|c| c.on_build.take()).unwrap_or_default();
@@ -336,12 +338,13 @@ pub fn run_stage(ctx: &Ctx<'_>, idx: usize) -> Result<StageState, BuildError> {
                         node: std::borrow::Cow::Owned(n),
                         scope: scoped.initial.clone(),
                         location: format!("{from_loc} (ONBUILD of {base_name})"),
+                        reads: &[],
                     });
                 }
             }
         }
         Base::Stage(j) => {
-            for t in &scoped.triggers {
+            for (k, t) in scoped.triggers.iter().enumerate() {
                 if let Some(n) = ctx.df.stages[*j].instructions.get(t.index) {
                     items.push(Item {
                         origin: format!("onbuild:{}", t.index),
@@ -349,6 +352,7 @@ pub fn run_stage(ctx: &Ctx<'_>, idx: usize) -> Result<StageState, BuildError> {
                         scope: t.scope.clone(),
                         instr: t.expanded.clone(),
                         location: format!("{}:{} (ONBUILD)", ctx.dockerfile_display, t.span.start.line),
+                        reads: plan.trigger_from.get(k).map_or(&[], Vec::as_slice),
                     });
                 }
             }
@@ -363,6 +367,7 @@ pub fn run_stage(ctx: &Ctx<'_>, idx: usize) -> Result<StageState, BuildError> {
                 scope: t.scope.clone(),
                 instr: t.expanded.clone(),
                 location: format!("{}:{}", ctx.dockerfile_display, t.span.start.line),
+                reads: plan.copy_from.get(t.index).map_or(&[], Vec::as_slice),
             });
         }
     }
@@ -422,8 +427,10 @@ pub fn run_stage(ctx: &Ctx<'_>, idx: usize) -> Result<StageState, BuildError> {
             n += 1;
             // A step that reads another stage starts when that stage is built, so its time
             // in the report is its own, not the other stage's.
-            for j in stage_reads(ctx, &item.instr) {
-                let _ = ctx.wait_stage(j);
+            for r in item.reads {
+                if let FromRef::Stage(j) = r {
+                    let _ = ctx.wait_stage(*j);
+                }
             }
             let info = StepInfo { id: ctx.next_id(), start: Instant::now(), location: location.clone(), instruction: short(&text) };
             let name = format!("[{prefix}{n}/{total}] {}", short(&text));
@@ -620,24 +627,6 @@ pub fn absolute(base: &str, rel: &str) -> String {
         }
     }
     format!("/{}", parts.join("/"))
-}
-
-/// The stages of this build that `instr` reads (`COPY --from`, `RUN --mount=...,from=`).
-fn stage_reads(ctx: &Ctx<'_>, instr: &Instruction) -> Vec<usize> {
-    use crate::dockerfile::ast::Mount;
-    let names: Vec<&str> = match instr {
-        Instruction::Copy(c) => c.from.iter().map(String::as_str).collect(),
-        Instruction::Run(r) => r
-            .mounts
-            .iter()
-            .filter_map(|m| match m {
-                Mount::Bind { from: Some(f), .. } | Mount::Cache { from: Some(f), .. } => Some(f.as_str()),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
-    names.into_iter().filter_map(|f| crate::plan::graph::stage_by_name(ctx.df, f)).filter(|&j| ctx.is_needed(j)).collect()
 }
 
 /// Docker's layer media types are stored in our OCI manifests with their OCI names.

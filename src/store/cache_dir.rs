@@ -52,7 +52,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -340,20 +340,11 @@ impl CacheDir {
             reason,
         };
         if let (Some(layer), Some(diff_id)) = (&rec.layer, &rec.diff_id) {
-            let opened = if store.has_blob(&layer.digest) {
-                store.open_blob(&layer.digest).ok()
-            } else {
-                File::open(blob_path(&self.path, &layer.digest)).ok()
-            };
-            if let Some(f) = opened {
-                // The manifest built from this record names the media type: other tools
-                // decompress by it, so it must say what the bytes are.
-                media_type_matches(f, layer).map_err(entry)?;
-            }
             if store.has_blob(&layer.digest) {
                 // The blob is trusted (the store verified it when it came in), but the
-                // record's claim about its diff ID is not.
-                let f = store.open_blob(&layer.digest)?;
+                // record's claims about its media type and diff ID are not.
+                let mut f = store.open_blob(&layer.digest)?;
+                media_type_matches(&mut f, layer).map_err(entry)?;
                 let actual = layer_diff_id(f, &layer.digest).map_err(entry)?;
                 if actual != *diff_id {
                     return Err(entry(format!(
@@ -386,8 +377,9 @@ impl CacheDir {
                     }
                     Err(e) => return Err(entry(format!("layer blob {}: {e}", layer.digest))),
                 }
-                let f = File::open(&path)
+                let mut f = File::open(&path)
                     .map_err(|e| entry(format!("layer blob {}: {e}", layer.digest)))?;
+                media_type_matches(&mut f, layer).map_err(entry)?;
                 copy_verified(store, f, layer, diff_id).map_err(|e| match e {
                     CopyError::Bad(reason) => entry(reason),
                     CopyError::Store(e) => CacheDirError::Store(e),
@@ -424,8 +416,10 @@ impl<R: Read> Read for Tee<'_, R> {
     }
 }
 
-/// Does the layer's media type say how its bytes are compressed (gzip or not)?
-fn media_type_matches(mut f: File, layer: &Descriptor) -> Result<(), String> {
+/// Does the layer's media type say how its bytes are compressed (gzip or not)? The manifest
+/// built from the record names it, and other tools decompress by it. `f` is left at its
+/// start.
+fn media_type_matches(f: &mut File, layer: &Descriptor) -> Result<(), String> {
     let mut head = [0u8; 2];
     let mut n = 0;
     while n < 2 {
@@ -436,6 +430,8 @@ fn media_type_matches(mut f: File, layer: &Descriptor) -> Result<(), String> {
             Err(e) => return Err(format!("layer blob {}: {e}", layer.digest)),
         }
     }
+    f.seek(io::SeekFrom::Start(0))
+        .map_err(|e| format!("layer blob {}: {e}", layer.digest))?;
     let gzip = n == 2 && head == [0x1f, 0x8b];
     let says_gzip = layer.media_type.ends_with("gzip");
     if gzip == says_gzip {
